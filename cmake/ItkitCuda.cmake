@@ -1,0 +1,21 @@
+# Decides whether the CUDA backend is built. AUTO: when nvcc is found (here under
+# /usr/local/cuda). The library still builds and every CPU test still passes without it.
+set(ITKIT_HAVE_CUDA OFF)
+if(NOT ITKIT_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(ITKIT_HAVE_CUDA ON)
+    if(NOT CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "52")
+      set(CMAKE_CUDA_ARCHITECTURES 90)  # H100/H200
+    endif()
+  elseif(ITKIT_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "ITKIT_CUDA=ON but no CUDA compiler was found")
+  endif()
+endif()
+message(STATUS "ITKIT CUDA backend: ${ITKIT_HAVE_CUDA}")

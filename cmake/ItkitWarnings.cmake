@@ -1,0 +1,16 @@
+# Warnings and sanitizers for every target of ours (not for third-party code).
+add_library(itkit_warnings INTERFACE)
+target_compile_options(itkit_warnings INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)
+if(ITKIT_WERROR)
+  target_compile_options(itkit_warnings INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
+endif()
+
+if(ITKIT_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
+if(ITKIT_FUZZ AND NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  message(FATAL_ERROR "ITKIT_FUZZ=ON needs clang (CMAKE_CXX_COMPILER=clang++)")
+endif()

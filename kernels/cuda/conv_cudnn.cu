@@ -1,0 +1,463 @@
+// Conv, itkit.FusedConv and ConvTranspose through cuDNN's convolution API
+// (cudnnConvolutionForward / cudnnConvolutionBackwardData; see docs/cuda-backend.md
+// for why this API and not the graph API).
+//
+// Two paths:
+//  * direct: cuDNN reads and writes the session's NCDHW tensors in their dtype; bias
+//    and activation follow in one in-place pass. FP32 mode (FMA math, or TF32 when
+//    allowed).
+//  * channels-last half (FP16 mode, or f16 tensors): the input is converted to f16
+//    NDHWC in the workspace, cuDNN runs on tensor cores with f32 accumulation on
+//    prepacked f16 KDHWC filters, and one transpose back to NCDHW applies bias and
+//    activation. Values between kernels stay f32 NCDHW (the session plans them so).
+//
+// The algorithm is chosen once per shape (timed with cudnnFind*, or cuDNN's heuristic
+// when autotune is off) and remembered in the tuning cache, on disk when configured.
+#include <algorithm>
+
+#include "cuda/common.cuh"
+#include "itkit/log.h"
+#include "shape_infer/window_geometry.h"
+
+namespace itkit::cuda {
+namespace {
+
+size_t Align256(size_t v) { return (v + 255) / 256 * 256; }
+
+// ---- geometry ---------------------------------------------------------------------
+
+struct ConvGeometry {
+  bool transpose = false;
+  int nd = 0;  // spatial dims given to cuDNN (2 or 3; 1-D convolutions get a unit H axis)
+  int64_t n = 0, cin = 0, cout = 0, group = 1;
+  std::vector<int64_t> in, out, kernel, strides, dilations, pads;  // nd each
+  int64_t in_spatial() const { int64_t s = 1; for (int64_t v : in) s *= v; return s; }
+  int64_t out_spatial() const { int64_t s = 1; for (int64_t v : out) s *= v; return s; }
+};
+
+Result<ConvGeometry> GetGeometry(const NodeSignature& sig) {
+  const Node& node = *sig.node;
+  ConvGeometry g;
+  g.transpose = node.op_type == "ConvTranspose";
+  const Shape& x = sig.inputs[0].shape;
+  const Shape& w = sig.inputs[1].shape;
+  const Shape& y = sig.outputs[0].shape;
+  if (x.size() < 3 || x.size() > 5 || w.size() != x.size() || y.size() != x.size())
+    return Unsupported("CUDA convolutions take 1-3 spatial dims");
+  const std::vector<int64_t> wk(w.begin() + 2, w.end());
+  ITKIT_ASSIGN_OR_RETURN(shape_rules::WindowGeometry wg,
+                         shape_rules::ComputeWindowGeometry(
+                             node, g.transpose ? shape_rules::WindowOp::kConvTranspose : shape_rules::WindowOp::kConv,
+                             x, wk));
+  g.n = x[0];
+  g.cin = x[1];
+  g.cout = y[1];
+  g.group = node.attrs.GetInt("group", 1);
+  const int spatial = static_cast<int>(x.size()) - 2;
+  for (int i = 0; i < spatial; ++i) {
+    if (wg.pad_begin[i] != wg.pad_end[i]) return Unsupported("asymmetric padding (cuDNN pads symmetrically)");
+    const int64_t dk = (wg.kernel[i] - 1) * wg.dilations[i] + 1;
+    // cuDNN's output extent of the forward convolution (for ConvTranspose: from our
+    // output back to our input) must be the planned one.
+    const int64_t fwd_in = g.transpose ? y[2 + i] : x[2 + i];
+    const int64_t fwd_out = g.transpose ? x[2 + i] : y[2 + i];
+    const int64_t span = fwd_in + 2 * wg.pad_begin[i] - dk;
+    if (span < 0 || span / wg.strides[i] + 1 != fwd_out)
+      return Unsupported("output extent ", y[2 + i], " on axis ", 2 + i,
+                         " is not what cuDNN computes (output_padding >= stride?)");
+  }
+  if (spatial == 1) {  // 1-D as 2-D with H = 1
+    g.in = {1};
+    g.out = {1};
+    g.kernel = {1};
+    g.strides = {1};
+    g.dilations = {1};
+    g.pads = {0};
+  }
+  for (int i = 0; i < spatial; ++i) {
+    g.in.push_back(x[2 + i]);
+    g.out.push_back(y[2 + i]);
+    g.kernel.push_back(wg.kernel[i]);
+    g.strides.push_back(wg.strides[i]);
+    g.dilations.push_back(wg.dilations[i]);
+    g.pads.push_back(wg.pad_begin[i]);
+  }
+  g.nd = static_cast<int>(g.in.size());
+  for (const auto* list : {&g.in, &g.out, &g.kernel, &g.strides, &g.dilations, &g.pads})
+    for (int64_t v : *list)
+      if (v > (int64_t{1} << 30)) return Unsupported("convolution parameter ", v, " exceeds cuDNN's int range");
+  return g;
+}
+
+bool ConvSupports(const NodeSignature& sig, const CudaContext& ctx, std::string* reason) {
+  if (sig.inputs.size() < 2) return Reject(reason, "needs X and W");
+  const DType dt = sig.inputs[0].dtype;
+  if (!IsF32OrF16(dt)) return Reject(reason, "dtype ", DTypeName(dt));
+  if (sig.inputs[1].dtype != dt || (sig.inputs.size() > 2 && sig.inputs[2].dtype != DType::kUndefined &&
+                                    sig.inputs[2].dtype != dt))
+    return Reject(reason, "mixed dtypes");
+  float alpha = 0;
+  auto act = ParseActivation(*sig.node, &alpha);
+  if (!act.ok()) return Reject(reason, act.status().message());
+  auto g = GetGeometry(sig);
+  if (!g.ok()) return Reject(reason, g.status().message());
+  if (g->n > 65535) return Reject(reason, "batch ", g->n, " > 65535");
+  if (ElementCount(sig.outputs[0].shape) == 0 || ElementCount(sig.inputs[0].shape) == 0)
+    return Reject(reason, "empty tensor");
+  return true;
+}
+
+// ---- cuDNN descriptors --------------------------------------------------------------
+
+struct Descriptors {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;  // our input / our output
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  ~Descriptors() {
+    if (x) cudnnDestroyTensorDescriptor(x);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+  }
+};
+
+// Dims [N, C, spatial...] with NC(D)HW or N(D)HWC strides.
+Status SetTensor(cudnnTensorDescriptor_t desc, cudnnDataType_t type, int64_t n, int64_t c,
+                 const std::vector<int64_t>& sp, bool channels_last) {
+  const int rank = 2 + static_cast<int>(sp.size());
+  int dims[kMaxDims], strides[kMaxDims];
+  int64_t s = 1;
+  for (int64_t v : sp) s *= v;
+  dims[0] = static_cast<int>(n);
+  dims[1] = static_cast<int>(c);
+  for (size_t i = 0; i < sp.size(); ++i) dims[2 + i] = static_cast<int>(sp[i]);
+  if (channels_last) {
+    strides[1] = 1;
+    int64_t acc = c;
+    for (int i = rank - 1; i >= 2; --i) {
+      strides[i] = static_cast<int>(acc);
+      acc *= dims[i];
+    }
+    strides[0] = static_cast<int>(acc);
+  } else {
+    int64_t acc = 1;
+    for (int i = rank - 1; i >= 0; --i) {
+      strides[i] = static_cast<int>(acc);
+      acc *= dims[i];
+    }
+  }
+  ITKIT_CUDNN_CHECK(cudnnSetTensorNdDescriptor(desc, type, rank, dims, strides));
+  return Status::Ok();
+}
+
+// ---- kernels: layout conversion and epilogues ---------------------------------------
+
+// out[b][c][r] = epilogue(in[b][r][c]) for in [B][R][C]: a 32x32 shared-memory tile
+// transpose so reads and writes are both coalesced. With kEpilogue, `c` is the
+// channel (bias index): used on the way back from NDHWC ([N][S][C]) to NCDHW.
+template <typename Tin, typename Tout, bool kEpilogue>
+__global__ void TransposeKernel(const Tin* __restrict__ in, Tout* __restrict__ out, int64_t R, int64_t C,
+                                const Tout* __restrict__ bias, Act act, float alpha) {
+  __shared__ float tile[32][33];  // +1 column: no bank conflicts on the transposed read
+  const int64_t tiles_c = (C + 31) / 32;
+  const int64_t tiles = ((R + 31) / 32) * tiles_c;
+  const Tin* src = in + static_cast<int64_t>(blockIdx.y) * R * C;
+  Tout* dst = out + static_cast<int64_t>(blockIdx.y) * R * C;
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    const int64_t r0 = (t / tiles_c) * 32, c0 = (t % tiles_c) * 32;
+    for (int k = 0; k < 32; k += 8) {
+      const int64_t r = r0 + threadIdx.y + k, c = c0 + threadIdx.x;
+      if (r < R && c < C) tile[threadIdx.y + k][threadIdx.x] = ToF(src[r * C + c]);
+    }
+    __syncthreads();
+    for (int k = 0; k < 32; k += 8) {
+      const int64_t c = c0 + threadIdx.y + k, r = r0 + threadIdx.x;
+      if (r < R && c < C) {
+        float v = tile[threadIdx.x][threadIdx.y + k];
+        if (kEpilogue) {
+          if (bias) v += ToF(bias[c]);
+          v = ApplyAct(v, act, alpha);
+        }
+        dst[c * R + r] = FromF<Tout>(v);
+      }
+    }
+    __syncthreads();  // the tile is refilled by the next iteration
+  }
+}
+
+template <typename Tin, typename Tout, bool kEpilogue>
+Status LaunchTranspose(const CudaContext& ctx, const Tin* in, Tout* out, int64_t batch, int64_t R, int64_t C,
+                       const Tout* bias, Act act, float alpha) {
+  const int64_t tiles = ((R + 31) / 32) * ((C + 31) / 32);
+  const unsigned gx = static_cast<unsigned>(std::min<int64_t>(tiles, int64_t{ctx.num_sms} * 16));
+  TransposeKernel<Tin, Tout, kEpilogue>
+      <<<dim3(gx, static_cast<unsigned>(batch)), dim3(32, 8), 0, ctx.stream>>>(in, out, R, C, bias, act, alpha);
+  ITKIT_CUDA_CHECK_LAUNCH("TransposeKernel");
+  return Status::Ok();
+}
+
+// y[row][s] = act(y[row][s] + bias[row % C]) in place over [rows = N*C][S].
+template <typename T>
+__global__ void BiasActKernel(T* __restrict__ y, int64_t rows, int64_t C, int64_t S, const T* __restrict__ bias,
+                              Act act, float alpha) {
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const float b = bias ? ToF(bias[row % C]) : 0.0f;
+    T* p = y + row * S;
+    for (int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; s < S;
+         s += static_cast<int64_t>(gridDim.x) * blockDim.x)
+      p[s] = FromF<T>(ApplyAct(ToF(p[s]) + b, act, alpha));
+  }
+}
+
+// ---- the kernel -----------------------------------------------------------------------
+
+class ConvKernel final : public OpKernel {
+ public:
+  explicit ConvKernel(std::shared_ptr<CudaContext> ctx) : ctx_(std::move(ctx)) {}
+
+  Status Init(const NodeSignature& sig) {
+    ITKIT_ASSIGN_OR_RETURN(g_, GetGeometry(sig));
+    ITKIT_ASSIGN_OR_RETURN(act_, ParseActivation(*sig.node, &alpha_));
+    dtype_ = sig.inputs[0].dtype;
+    has_bias_ = sig.inputs.size() > 2 && sig.inputs[2].dtype != DType::kUndefined;
+    const Tensor* weights = sig.inputs[1].constant;
+    const bool want_half = ctx_->options.fp16 || dtype_ == DType::kF16;
+    if (want_half && weights) {
+      Status s = Configure(/*channels_last_half=*/true);
+      if (s.ok()) return PackHalfWeights(*weights);
+      if (s.code() != StatusCode::kUnsupported) return s;
+      LogWarning("CUDA: ", sig.node->Describe(), ": no fp16 channels-last cuDNN algorithm (", s.message(),
+                 "); running it in ", DTypeName(dtype_), " NCDHW");
+    }
+    return Configure(/*channels_last_half=*/false);
+  }
+
+  size_t workspace_bytes() const override { return workspace_; }
+
+  Status Run(KernelContext& kc) override {
+    ITKIT_RETURN_IF_ERROR(ctx_->Activate());
+    return DispatchFloat(dtype_, [&]<typename T>() { return RunTyped<T>(kc); });
+  }
+
+ private:
+  // Descriptors + algorithm for one path; Unsupported when cuDNN has no algorithm.
+  Status Configure(bool channels_last_half) {
+    half_ = channels_last_half;
+    d_ = std::make_unique<Descriptors>();
+    ITKIT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d_->x));
+    ITKIT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d_->y));
+    ITKIT_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d_->w));
+    ITKIT_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d_->conv));
+    const cudnnDataType_t data = half_ || dtype_ == DType::kF16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+    ITKIT_RETURN_IF_ERROR(SetTensor(d_->x, data, g_.n, g_.cin, g_.in, half_));
+    ITKIT_RETURN_IF_ERROR(SetTensor(d_->y, data, g_.n, g_.cout, g_.out, half_));
+    // Filter [K, C/group, k...] of the forward convolution: for ConvTranspose the one
+    // from our output (Cout channels) to our input (Cin), i.e. ONNX's [Cin, Cout/g, k...].
+    std::vector<int> fdims = {static_cast<int>(g_.transpose ? g_.cin : g_.cout),
+                              static_cast<int>((g_.transpose ? g_.cout : g_.cin) / g_.group)};
+    for (int64_t k : g_.kernel) fdims.push_back(static_cast<int>(k));
+    ITKIT_CUDNN_CHECK(cudnnSetFilterNdDescriptor(d_->w, data, half_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                                 static_cast<int>(fdims.size()), fdims.data()));
+    std::vector<int> pads, strides, dilations;
+    for (int i = 0; i < g_.nd; ++i) {
+      pads.push_back(static_cast<int>(g_.pads[i]));
+      strides.push_back(static_cast<int>(g_.strides[i]));
+      dilations.push_back(static_cast<int>(g_.dilations[i]));
+    }
+    // Accumulation is always f32 (f16 data with f32 compute = cuDNN's PSEUDO_HALF config).
+    ITKIT_CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(d_->conv, g_.nd, pads.data(), strides.data(), dilations.data(),
+                                                      CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    ITKIT_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d_->conv, static_cast<int>(g_.group)));
+    ITKIT_RETURN_IF_ERROR(SelectAlgorithm(data == CUDNN_DATA_HALF));
+    workspace_ = Align256(algo_workspace_);
+    if (half_) {
+      x_half_bytes_ = Align256(static_cast<size_t>(g_.n * g_.cin * g_.in_spatial()) * 2);
+      y_half_bytes_ = Align256(static_cast<size_t>(g_.n * g_.cout * g_.out_spatial()) * 2);
+      workspace_ += x_half_bytes_ + y_half_bytes_;
+    }
+    return Status::Ok();
+  }
+
+  std::string TuningKey(cudnnMathType_t requested) const {
+    const std::string layout = half_ ? std::string("|f16-ndhwc") : StrCat("|", DTypeName(dtype_), "-ncdhw");
+    std::string key = StrCat(ctx_->tuning_tag, g_.transpose ? "|dgrad" : "|fwd", layout, "|n", g_.n, "|ci", g_.cin, "|co", g_.cout, "|g",
+                             g_.group, "|math", static_cast<int>(requested), "|ws", ctx_->options.max_workspace_bytes);
+    const std::pair<const char*, const std::vector<int64_t>*> lists[] = {
+        {"|in", &g_.in}, {"|k", &g_.kernel}, {"|s", &g_.strides}, {"|d", &g_.dilations}, {"|p", &g_.pads}};
+    for (const auto& [tag, list] : lists) {
+      key += tag;
+      for (int64_t v : *list) key += StrCat(".", v);
+    }
+    return key;
+  }
+
+  // Workspace of `algo` with the descriptor's current math type, or an error.
+  Status QueryWorkspace(int algo, size_t* bytes) const {
+    if (g_.transpose) {
+      ITKIT_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y,
+                                                                     static_cast<cudnnConvolutionBwdDataAlgo_t>(algo),
+                                                                     bytes));
+    } else {
+      ITKIT_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y,
+                                                                static_cast<cudnnConvolutionFwdAlgo_t>(algo), bytes));
+    }
+    return Status::Ok();
+  }
+
+  // Tries one candidate: sets its math type and checks its workspace fits.
+  bool Accept(int algo, cudnnMathType_t math) {
+    if (cudnnSetConvolutionMathType(d_->conv, math) != CUDNN_STATUS_SUCCESS) return false;
+    size_t ws = 0;
+    if (!QueryWorkspace(algo, &ws).ok() || ws > ctx_->options.max_workspace_bytes) return false;
+    algo_ = algo;
+    math_ = math;
+    algo_workspace_ = ws;
+    return true;
+  }
+
+  Status SelectAlgorithm(bool half_data) {
+    // FP32 without TF32 must stay on FMA kernels; FP16 may use tensor cores; TF32
+    // mode lets cuDNN's default math use them for f32.
+    const bool strict_fp32 = !half_data && !ctx_->options.allow_tf32;
+    const cudnnMathType_t requested =
+        half_data ? CUDNN_TENSOR_OP_MATH : (strict_fp32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH);
+    ITKIT_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv, requested));
+    const std::string key = TuningKey(requested);
+    if (auto hit = ctx_->tuning->Find(key)) {
+      if (Accept(hit->algo, static_cast<cudnnMathType_t>(hit->math_type))) return Status::Ok();
+      LogWarning("CUDA: cached cuDNN algorithm ", hit->algo, " no longer fits; tuning again");
+      ITKIT_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv, requested));
+    }
+    struct Candidate {
+      int algo;
+      cudnnMathType_t math;
+    };
+    std::vector<Candidate> candidates;
+    constexpr int kMax = 16;
+    int returned = 0;
+    if (g_.transpose) {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+      cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
+      if (ctx_->options.autotune)
+        st = cudnnFindConvolutionBackwardDataAlgorithm(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y, kMax, &returned, perf);
+      if (st != CUDNN_STATUS_SUCCESS)
+        ITKIT_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y, kMax,
+                                                                      &returned, perf));
+      for (int i = 0; i < returned; ++i)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS) candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType});
+    } else {
+      cudnnConvolutionFwdAlgoPerf_t perf[kMax];
+      cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
+      if (ctx_->options.autotune)
+        st = cudnnFindConvolutionForwardAlgorithm(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y, kMax, &returned, perf);
+      if (st != CUDNN_STATUS_SUCCESS)
+        ITKIT_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y, kMax,
+                                                                 &returned, perf));
+      for (int i = 0; i < returned; ++i)
+        if (perf[i].status == CUDNN_STATUS_SUCCESS) candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType});
+    }
+    // Results come fastest first (Find) or best first (heuristic).
+    bool found = false;
+    for (const Candidate& c : candidates) {
+      if (strict_fp32 && (c.math == CUDNN_TENSOR_OP_MATH || c.math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue;
+      if (Accept(c.algo, strict_fp32 ? CUDNN_FMA_MATH : c.math)) {
+        found = true;
+        break;
+      }
+    }
+    if (!found)
+      return Unsupported("no cuDNN algorithm (of ", candidates.size(), " candidates) within the ",
+                         ctx_->options.max_workspace_bytes >> 20, " MiB workspace limit");
+    Status saved = ctx_->tuning->Insert(key, TunedAlgo{algo_, static_cast<int>(math_), algo_workspace_});
+    if (!saved.ok()) LogWarning("CUDA: ", saved.message());
+    return Status::Ok();
+  }
+
+  // ONNX [A, B, k...] (f32 or f16 host) -> f16 [A, k..., B] on the device: cuDNN's
+  // NHWC filter layout (A = K for Conv, Cin for ConvTranspose).
+  Status PackHalfWeights(const Tensor& w) {
+    const int64_t a = w.dim(0), b = w.dim(1);
+    int64_t k = 1;
+    for (int i = 2; i < w.rank(); ++i) k *= w.dim(i);
+    std::vector<uint16_t> packed(static_cast<size_t>(a * b * k));
+    for (int64_t ia = 0; ia < a; ++ia)
+      for (int64_t ib = 0; ib < b; ++ib)
+        for (int64_t ik = 0; ik < k; ++ik) {
+          const int64_t src = (ia * b + ib) * k + ik;
+          const uint16_t h = w.dtype() == DType::kF16 ? w.data<uint16_t>()[src] : FloatToHalf(w.data<float>()[src]);
+          packed[static_cast<size_t>((ia * k + ik) * b + ib)] = h;
+        }
+    ITKIT_ASSIGN_OR_RETURN(packed_w_, ctx_->Allocate(packed.size() * sizeof(uint16_t)));
+    return ctx_->Upload(packed_w_.data, packed.data(), packed.size() * sizeof(uint16_t));
+  }
+
+  Status Convolve(const void* x, const void* w, void* y, void* ws) {
+    const float one = 1.0f, zero = 0.0f;  // f32 scaling factors for f32 and f16 data alike
+    if (g_.transpose) {
+      ITKIT_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx_->cudnn, &one, d_->w, w, d_->x, x, d_->conv,
+                                                     static_cast<cudnnConvolutionBwdDataAlgo_t>(algo_), ws,
+                                                     algo_workspace_, &zero, d_->y, y));
+    } else {
+      ITKIT_CUDNN_CHECK(cudnnConvolutionForward(ctx_->cudnn, &one, d_->x, x, d_->w, w, d_->conv,
+                                                static_cast<cudnnConvolutionFwdAlgo_t>(algo_), ws, algo_workspace_,
+                                                &zero, d_->y, y));
+    }
+    return Status::Ok();
+  }
+
+  template <typename T>
+  Status RunTyped(KernelContext& kc) {
+    if (kc.workspace_bytes < workspace_) return Internal("convolution workspace too small");
+    const T* x = kc.inputs[0]->data<T>();
+    const T* bias = has_bias_ && kc.inputs.size() > 2 && kc.inputs[2] ? kc.inputs[2]->data<T>() : nullptr;
+    T* y = kc.outputs[0]->data<T>();
+    auto* ws = static_cast<uint8_t*>(kc.workspace);
+    if (!half_) {
+      ITKIT_RETURN_IF_ERROR(Convolve(x, kc.inputs[1]->raw(), y, algo_workspace_ ? ws : nullptr));
+      if (!bias && act_ == Act::kNone) return Status::Ok();
+      const int64_t rows = g_.n * g_.cout, s = g_.out_spatial();
+      const unsigned gx = static_cast<unsigned>(std::min<int64_t>((s + kThreads - 1) / kThreads, 1024));
+      const unsigned gy = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
+      BiasActKernel<T><<<dim3(gx, gy), kThreads, 0, ctx_->stream>>>(y, rows, g_.cout, s, bias, act_, alpha_);
+      ITKIT_CUDA_CHECK_LAUNCH("BiasActKernel");
+      return Status::Ok();
+    }
+    auto* xh = reinterpret_cast<__half*>(ws);
+    auto* yh = reinterpret_cast<__half*>(ws + x_half_bytes_);
+    void* algo_ws = algo_workspace_ ? ws + x_half_bytes_ + y_half_bytes_ : nullptr;
+    // [N][Cin][S] -> [N][S][Cin] f16
+    ITKIT_RETURN_IF_ERROR((LaunchTranspose<T, __half, false>(*ctx_, x, xh, g_.n, g_.cin, g_.in_spatial(), nullptr,
+                                                              Act::kNone, 0.0f)));
+    ITKIT_RETURN_IF_ERROR(Convolve(xh, packed_w_.data, yh, algo_ws));
+    // [N][S][Cout] f16 -> [N][Cout][S] with bias + activation
+    return LaunchTranspose<__half, T, true>(*ctx_, yh, y, g_.n, g_.out_spatial(), g_.cout, bias, act_, alpha_);
+  }
+
+  std::shared_ptr<CudaContext> ctx_;
+  ConvGeometry g_;
+  DType dtype_ = DType::kF32;
+  Act act_ = Act::kNone;
+  float alpha_ = 0.01f;
+  bool has_bias_ = false, half_ = false;
+  std::unique_ptr<Descriptors> d_;
+  int algo_ = 0;
+  cudnnMathType_t math_ = CUDNN_DEFAULT_MATH;
+  size_t algo_workspace_ = 0, workspace_ = 0, x_half_bytes_ = 0, y_half_bytes_ = 0;
+  DeviceBuffer packed_w_;
+};
+
+Result<std::unique_ptr<OpKernel>> CreateConv(const NodeSignature& sig, const std::shared_ptr<CudaContext>& ctx) {
+  auto kernel = std::make_unique<ConvKernel>(ctx);
+  ITKIT_RETURN_IF_ERROR(kernel->Init(sig));
+  return std::unique_ptr<OpKernel>(std::move(kernel));
+}
+
+}  // namespace
+
+void AppendConvOps(std::vector<CudaOpEntry>& table) {
+  table.push_back({"", "Conv", ConvSupports, CreateConv});
+  table.push_back({"", "ConvTranspose", ConvSupports, CreateConv});
+  table.push_back({kItkitDomain, "FusedConv", ConvSupports, CreateConv});
+}
+
+}  // namespace itkit::cuda

@@ -1,0 +1,63 @@
+// Where window logits are summed and turned into labels: an interface so that a CUDA
+// accumulator (window outputs stay on the GPU) can replace the host one without
+// touching the window loop.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "itkit/tensor.h"
+#include "itkit/thread_pool.h"
+#include "sliding_window.h"
+
+namespace itkit::pipeline {
+
+// Where finished labels go: crop voxel (x, y, z) is written to
+// data[offset + x * strides[0] + y * strides[1] + z * strides[2]], which lets the
+// argmax write straight into the input's grid (a reorientation is such a map).
+struct LabelTarget {
+  void* data = nullptr;
+  bool wide = false;  // uint16_t labels (more than 255 classes), else uint8_t
+  int64_t offset = 0;
+  std::array<int64_t, 3> strides{0, 0, 0};  // x, y, z
+};
+
+struct AccumulatorSpec {
+  int classes = 0;
+  Zyx grid{};         // the padded volume windows live in
+  Zyx patch{};
+  Zyx crop_begin{};   // the region results are read from (the unpadded volume)
+  Zyx crop_size{};
+  bool gaussian = false;
+  std::array<std::vector<float>, 3> weights;   // per axis, patch long (gaussian only)
+  std::array<std::vector<float>, 3> coverage;  // per axis, grid long: AxisCoverage()
+  // Averaged() needs every slice kept to the end; otherwise slices are turned into
+  // labels as soon as no later window can reach them (windows arrive in
+  // non-decreasing z), and only a patch-deep ring of slices is held.
+  bool keep_averages = false;
+  LabelTarget target;
+};
+
+class Accumulator {
+ public:
+  virtual ~Accumulator() = default;
+  virtual std::string device() const = 0;
+  // Adds windows' logits, shape (n, classes, patch), at starts[i] (grid coordinates),
+  // in the window order of WindowPlan (z non-decreasing). Windows may overlap.
+  virtual Status Add(const Tensor& logits, const std::vector<Zyx>& starts) = 0;
+  // Writes every remaining label (argmax over classes of the summed logits; ties go
+  // to the lowest class, as torch.argmax does) to the target.
+  virtual Status Finish() = 0;
+  // Averaged logits of the crop, (classes, z, y, x) on the host; keep_averages only.
+  virtual Status Averaged(float* out) = 0;
+};
+
+// Host memory, work split over `pool`.
+Result<std::unique_ptr<Accumulator>> CreateHostAccumulator(const AccumulatorSpec& spec, ThreadPool* pool);
+// GPU memory; Unavailable until the CUDA accumulation kernels exist (callers fall
+// back to the host and say so).
+Result<std::unique_ptr<Accumulator>> CreateCudaAccumulator(const AccumulatorSpec& spec);
+
+}  // namespace itkit::pipeline

@@ -1,0 +1,37 @@
+// The network behind the sliding window: a Session over an ONNX model, or a built-in
+// stand-in for benchmarking the pipeline around it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "itkit/graph.h"
+#include "itkit/tensor.h"
+
+namespace itkit::pipeline {
+
+class Network {
+ public:
+  virtual ~Network() = default;
+  virtual std::string device() const = 0;
+  // (n, channels, patch) float32 on the host → (n, classes, patch) float32 logits
+  // on the host. kOutOfMemory / kResourceExhausted mean "try a smaller batch".
+  virtual Result<Tensor> Forward(const Tensor& input) = 0;
+};
+
+struct NetworkOptions {
+  std::string forward_device = "auto";  // "auto" | "cpu" | "cuda"
+  bool fp16 = false;
+  int threads = 0;
+  std::string tuning_cache_dir;
+};
+
+// Takes the model (its first graph output is the logits). Falls back to the CPU when
+// CUDA is asked for but unavailable, logging the reason once per process.
+Result<std::unique_ptr<Network>> CreateSessionNetwork(Model model, const NetworkOptions& options);
+
+// logits[c] = c * (x - c / (2 * classes)) of input channel 0: argmax bins a [0, 1]
+// input into `classes` levels. Costs one pass over the output.
+std::unique_ptr<Network> CreateSyntheticNetwork(int classes);
+
+}  // namespace itkit::pipeline

@@ -1,0 +1,99 @@
+// Reorientation as SimpleITK's DICOMOrient does it: an axis permutation plus flips,
+// so voxels are copied, never interpolated. Orientation codes name, per axis, the
+// anatomical direction the axis increases *toward* (identity direction = "LPS";
+// ITKIT's network orientation "LPI" = diag(1, 1, -1)).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <string>
+
+#include "itkit/thread_pool.h"
+#include "volume.h"
+
+namespace itkit::pipeline {
+
+// The code of a direction matrix; oblique axes go to the closest anatomical axis,
+// greedily by the largest remaining |cosine| (DICOMOrientImageFilter's rule, ties
+// included). Errors on a singular or non-finite matrix.
+Result<std::string> OrientationOf(const std::array<double, 9>& direction);
+// "LPI", "ras", ...: three letters, one of each of L/R, P/A, S/I (case-insensitive).
+Result<std::string> NormalizeOrientationCode(const std::string& code);
+
+// Output axis j is input axis order[j], reversed when flip[j].
+struct AxisMap {
+  std::array<int, 3> order{0, 1, 2};
+  std::array<bool, 3> flip{false, false, false};
+  bool identity() const;
+};
+
+struct Reorientation {
+  std::string from, to;
+  AxisMap map;
+  Geometry input;
+  Geometry output;  // same voxels, permuted/flipped; same physical space
+};
+
+Result<Reorientation> PlanReorientation(const Geometry& input, const std::string& target);
+
+// Copies dst[k] = f(src[offset + sum_j index_j(k) * strides[j]]) over the dst grid
+// (x fastest), in parallel over z. Strides may be negative (flips). When the dst rows
+// do not run along the source's rows (a permutation), 16^3 tiles keep every source
+// cache line in use instead of touching one element per line.
+template <typename S, typename D, typename F>
+void StridedGather(const S* src, int64_t offset, const std::array<int64_t, 3>& strides, D* dst,
+                   const std::array<int64_t, 3>& dst_size, ThreadPool* pool, F f) {
+  const int64_t nx = dst_size[0], ny = dst_size[1], nz = dst_size[2];
+  if (strides[0] == 1 || strides[0] == -1) {
+    const int64_t sx = strides[0];
+    ParallelFor(pool, nz * ny, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t z = r / ny, y = r % ny;
+        const S* s = src + offset + z * strides[2] + y * strides[1];
+        D* d = dst + r * nx;
+        if (sx == 1) {
+          for (int64_t x = 0; x < nx; ++x) d[x] = f(s[x]);
+        } else {
+          for (int64_t x = 0; x < nx; ++x) d[x] = f(s[-x]);
+        }
+      }
+    });
+    return;
+  }
+  constexpr int64_t T = 16;
+  const int64_t tz = (nz + T - 1) / T;
+  ParallelFor(pool, tz, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t zt = t0 * T; zt < std::min(nz, t1 * T); zt += T)
+      for (int64_t yt = 0; yt < ny; yt += T)
+        for (int64_t xt = 0; xt < nx; xt += T)
+          for (int64_t z = zt; z < std::min(nz, zt + T); ++z)
+            for (int64_t y = yt; y < std::min(ny, yt + T); ++y) {
+              const S* s = src + offset + z * strides[2] + y * strides[1];
+              D* d = dst + (z * ny + y) * nx;
+              for (int64_t x = xt; x < std::min(nx, xt + T); ++x) d[x] = f(s[x * strides[0]]);
+            }
+  });
+}
+
+// Offset and strides (in elements of the input grid) that StridedGather needs to
+// produce the output grid, or the reverse (input grid from an output-grid buffer).
+void ForwardStrides(const Reorientation& r, int64_t* offset, std::array<int64_t, 3>* strides);
+void BackwardStrides(const Reorientation& r, int64_t* offset, std::array<int64_t, 3>* strides);
+
+template <typename S, typename D, typename F>
+void ReorientForward(const Reorientation& r, const S* src, D* dst, ThreadPool* pool, F f) {
+  int64_t offset;
+  std::array<int64_t, 3> strides;
+  ForwardStrides(r, &offset, &strides);
+  StridedGather(src, offset, strides, dst, r.output.size, pool, f);
+}
+
+template <typename S, typename D, typename F>
+void ReorientBackward(const Reorientation& r, const S* src, D* dst, ThreadPool* pool, F f) {
+  int64_t offset;
+  std::array<int64_t, 3> strides;
+  BackwardStrides(r, &offset, &strides);
+  StridedGather(src, offset, strides, dst, r.input.size, pool, f);
+}
+
+}  // namespace itkit::pipeline

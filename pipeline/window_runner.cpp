@@ -1,0 +1,202 @@
+#include "window_runner.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "volume.h"
+
+namespace itkit::pipeline {
+namespace {
+
+// Copies windows into the (n, channels, patch) batch, in parallel over rows of planes.
+void ExtractBatch(const float* volume, int channels, const Zyx& dims, const std::vector<Zyx>& starts,
+                  const Zyx& patch, float* dst, ThreadPool* pool) {
+  const int64_t planes = static_cast<int64_t>(starts.size()) * channels * patch[0];
+  ParallelFor(pool, planes, 4, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const int64_t z = p % patch[0];
+      const int64_t c = (p / patch[0]) % channels;
+      const Zyx& s = starts[static_cast<size_t>(p / (patch[0] * channels))];
+      float* d = dst + p * patch[1] * patch[2];
+      for (int64_t y = 0; y < patch[1]; ++y) {
+        const float* src = volume + ((c * dims[0] + s[0] + z) * dims[1] + s[1] + y) * dims[2] + s[2];
+        std::memcpy(d + y * patch[2], src, static_cast<size_t>(patch[2]) * sizeof(float));
+      }
+    }
+  });
+}
+
+// Mirrors the spatial axes of an (n, c, z, y, x) tensor selected by `mask`
+// (bit 0 = x, bit 1 = y, bit 2 = z). Its own inverse.
+Result<Tensor> Mirror(const Tensor& t, int mask, ThreadPool* pool) {
+  ITKIT_ASSIGN_OR_RETURN(Tensor out, Tensor::Allocate(DType::kF32, t.shape()));
+  const int64_t nz = t.dim(2), ny = t.dim(3), nx = t.dim(4);
+  const int64_t rows = t.dim(0) * t.dim(1) * nz * ny;
+  ParallelFor(pool, rows, 64, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t y = r % ny, z = (r / ny) % nz, nc = r / (ny * nz);
+      const int64_t sz = (mask & 4) ? nz - 1 - z : z, sy = (mask & 2) ? ny - 1 - y : y;
+      const float* s = t.data<float>() + ((nc * nz + sz) * ny + sy) * nx;
+      float* d = out.data<float>() + r * nx;
+      if (mask & 1) {
+        for (int64_t x = 0; x < nx; ++x) d[x] = s[nx - 1 - x];
+      } else {
+        std::memcpy(d, s, static_cast<size_t>(nx) * sizeof(float));
+      }
+    }
+  });
+  return out;
+}
+
+// nnU-Net's mirroring TTA: the mean over all 8 combinations of flipped axes.
+Result<Tensor> ForwardMaybeTta(Network& network, const Tensor& input, bool tta, ThreadPool* pool) {
+  if (!tta) return network.Forward(input);
+  Tensor sum;
+  for (int mask = 0; mask < 8; ++mask) {
+    Tensor x = input;
+    if (mask != 0) {
+      ITKIT_ASSIGN_OR_RETURN(x, Mirror(input, mask, pool));
+    }
+    ITKIT_ASSIGN_OR_RETURN(Tensor y, network.Forward(x));
+    if (mask != 0) {
+      ITKIT_ASSIGN_OR_RETURN(y, Mirror(y, mask, pool));
+    }
+    if (mask == 0) {
+      ITKIT_ASSIGN_OR_RETURN(sum, y.Clone());
+      continue;
+    }
+    if (y.shape() != sum.shape()) return Internal("TTA: output shapes differ between mirrors");
+    float* s = sum.data<float>();
+    const float* v = y.data<float>();
+    ParallelFor(pool, sum.size(), 1 << 14, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) s[i] += v[i];
+    });
+  }
+  float* s = sum.data<float>();
+  ParallelFor(pool, sum.size(), 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) s[i] *= 0.125f;
+  });
+  return sum;
+}
+
+bool IsOutOfMemory(const Status& s) {
+  return s.code() == StatusCode::kOutOfMemory || s.code() == StatusCode::kResourceExhausted;
+}
+
+Result<std::unique_ptr<Accumulator>> MakeAccumulator(const AccumulatorSpec& spec, const WindowRunSpec& run,
+                                                     const std::string& network_device, ThreadPool* pool,
+                                                     std::vector<std::string>* notes) {
+  const bool want_cuda = run.accumulate_device == "cuda" ||
+                         (run.accumulate_device == "auto" && network_device == "cuda");
+  if (want_cuda) {
+    auto cuda = CreateCudaAccumulator(spec);
+    if (cuda.ok()) return cuda;
+    if (IsOutOfMemory(cuda.status())) {
+      notes->push_back("GPU out of memory for the accumulator: accumulated on the host");
+    } else if (run.accumulate_device == "cuda") {
+      notes->push_back("CUDA accumulation unavailable (" + cuda.status().message() + "): accumulated on the host");
+    }
+  }
+  return CreateHostAccumulator(spec, pool);
+}
+
+}  // namespace
+
+Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, ThreadPool* pool,
+                                   const ProgressFn& progress, const std::atomic<bool>* cancel) {
+  ITKIT_ASSIGN_OR_RETURN(WindowPlan plan, PlanWindows(spec.size, spec.patch, spec.stride));
+  WindowRunResult r;
+  r.extract.Start();
+  const float* volume = spec.input;
+  Buffer<float> padded;
+  if (plan.padding()) {
+    ITKIT_ASSIGN_OR_RETURN(padded, Buffer<float>::Allocate(spec.channels * plan.padded[0] * plan.padded[1] * plan.padded[2]));
+    PadReplicate(spec.input, spec.channels, plan, padded.data(), pool);
+    volume = padded.data();
+  }
+  r.extract.Stop();
+
+  AccumulatorSpec aspec;
+  aspec.grid = plan.padded;
+  aspec.patch = plan.patch;
+  aspec.crop_begin = plan.pad_before;
+  aspec.crop_size = plan.size;
+  aspec.gaussian = spec.gaussian;
+  for (size_t a = 0; a < 3; ++a) {
+    if (spec.gaussian) aspec.weights[a] = GaussianWeights(plan.patch[a]);
+    aspec.coverage[a] = AxisCoverage(plan.starts[a], plan.padded[a], plan.patch[a], aspec.weights[a]);
+  }
+
+  const int64_t total = plan.count();
+  r.windows = total;
+  int batch = static_cast<int>(std::clamp<int64_t>(spec.batch, 1, total));
+  const Zyx& p = plan.patch;
+  const int64_t window_elems = spec.channels * p[0] * p[1] * p[2];
+  Buffer<float> batch_buffer;
+  ITKIT_ASSIGN_OR_RETURN(batch_buffer, Buffer<float>::Allocate(batch * window_elems));
+  if (progress) progress(Progress{"windows", 0, total});
+
+  int64_t done = 0;
+  while (done < total) {
+    if (cancel != nullptr && cancel->load()) return Cancelled("cancelled after ", done, " of ", total, " windows");
+    const int64_t n = std::min<int64_t>(batch, total - done);
+    std::vector<Zyx> starts;
+    for (int64_t i = 0; i < n; ++i) starts.push_back(plan.Start(done + i));
+    r.extract.Start();
+    ExtractBatch(volume, spec.channels, plan.padded, starts, p, batch_buffer.data(), pool);
+    Tensor in = Tensor::View(DType::kF32, {n, spec.channels, p[0], p[1], p[2]}, batch_buffer.data());
+    r.extract.Stop();
+
+    r.network.Start();
+    Result<Tensor> out = ForwardMaybeTta(network, in, spec.tta, pool);
+    r.network.Stop();
+    if (!out.ok()) {
+      if (IsOutOfMemory(out.status()) && batch > 1) {
+        batch = std::max(1, batch / 2);
+        r.notes.push_back(StrCat("out of memory at ", n, " windows per forward (", out.status().message(),
+                                 "): retrying with ", batch));
+        continue;
+      }
+      return out.status().WithContext(StrCat("windows ", done + 1, "-", done + n, " of ", total));
+    }
+    const int classes = static_cast<int>(out->dim(1));
+    if (!r.accumulator) {
+      if (spec.expected_classes > 0 && classes != spec.expected_classes)
+        return InvalidArgument("the network returned ", classes, " classes, but the model's labels declare ",
+                               spec.expected_classes);
+      if (classes < 1 || classes > 65536) return InvalidArgument("the network returned ", classes, " classes");
+      aspec.classes = classes;
+      r.classes = classes;
+      r.accumulate.Start();
+      // "More than 255 classes" → 16-bit labels.
+      LabelTarget& t = aspec.target;
+      t.wide = classes > 255;
+      if (t.wide) {
+        ITKIT_ASSIGN_OR_RETURN(r.labels16, Buffer<uint16_t>::Allocate(spec.label_voxels));
+        t.data = r.labels16.data();
+      } else {
+        ITKIT_ASSIGN_OR_RETURN(r.labels8, Buffer<uint8_t>::Allocate(spec.label_voxels));
+        t.data = r.labels8.data();
+      }
+      t.offset = spec.label_offset;
+      t.strides = spec.label_strides;
+      aspec.keep_averages = spec.keep_averages;
+      ITKIT_ASSIGN_OR_RETURN(r.accumulator, MakeAccumulator(aspec, spec, network.device(), pool, &r.notes));
+      r.accumulate.Stop();
+    } else if (classes != r.classes) {
+      return Internal("the network's class count changed between windows");
+    }
+    r.accumulate.Start();
+    ITKIT_RETURN_IF_ERROR(r.accumulator->Add(*out, starts));
+    r.accumulate.Stop();
+    done += n;
+    if (progress) progress(Progress{"windows", done, total});
+  }
+  r.accumulate.Start();
+  ITKIT_RETURN_IF_ERROR(r.accumulator->Finish());
+  r.accumulate.Stop();
+  r.batch = batch;
+  return r;
+}
+
+}  // namespace itkit::pipeline

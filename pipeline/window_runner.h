@@ -1,0 +1,50 @@
+// The window loop: extract batches of windows, run the network (with optional mirror
+// TTA), accumulate; shrinks the batch when the device runs out of memory.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "accumulator.h"
+#include "itkit/pipeline.h"
+#include "network.h"
+#include "volume.h"
+#include "timing.h"
+
+namespace itkit::pipeline {
+
+struct WindowRunSpec {
+  const float* input = nullptr;  // (channels, size) normalised, network orientation
+  int channels = 1;
+  Zyx size{};
+  Zyx patch{}, stride{};
+  int batch = 1;
+  bool gaussian = false;
+  bool tta = false;
+  std::string accumulate_device = "auto";  // "auto" | "cpu" | "cuda"
+  int expected_classes = 0;                // 0 = whatever the network returns
+  // Where labels go (see LabelTarget): `label_voxels` elements, voxel (x, y, z) of
+  // the volume at offset + x*s0 + y*s1 + z*s2.
+  int64_t label_voxels = 0;
+  int64_t label_offset = 0;
+  std::array<int64_t, 3> label_strides{0, 0, 0};
+  bool keep_averages = false;  // Averaged() wanted afterwards
+};
+
+struct WindowRunResult {
+  std::unique_ptr<Accumulator> accumulator;  // finished; Averaged() if keep_averages
+  Buffer<uint8_t> labels8;    // classes <= 255
+  Buffer<uint16_t> labels16;  // more classes
+  int classes = 0;
+  int64_t windows = 0;
+  int batch = 0;          // the batch size that ran (after any OOM shrinking)
+  PartTimer extract, network, accumulate;
+  std::vector<std::string> notes;
+};
+
+Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, ThreadPool* pool,
+                                   const ProgressFn& progress, const std::atomic<bool>* cancel);
+
+}  // namespace itkit::pipeline

@@ -1,0 +1,49 @@
+// Which compute devices exist, and backends for them. Without a CUDA build or
+// without a usable GPU/driver, CUDA reports unavailable and everything runs on the
+// CPU: callers log the reason, never crash.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "itkit/backend.h"
+#include "itkit/status.h"
+
+namespace itkit {
+
+struct GpuInfo {
+  int index = 0;
+  std::string name;
+  size_t free_bytes = 0;
+  size_t total_bytes = 0;
+  int compute_major = 0, compute_minor = 0;
+};
+
+struct DeviceReport {
+  bool cuda_built = false;        // compiled with the CUDA backend
+  bool cuda_available = false;    // built, driver present and at least one device
+  std::string cuda_unavailable_reason;
+  std::vector<GpuInfo> gpus;
+};
+
+// Cheap enough to call per /api/info request.
+DeviceReport QueryDevices();
+
+struct CudaBackendOptions {
+  int device = 0;
+  bool fp16 = false;
+  bool allow_tf32 = false;
+  std::string tuning_cache_dir;  // on-disk cuDNN algorithm cache ("" = memory only)
+  // Time every cuDNN algorithm once per convolution shape (cached); false = take
+  // cuDNN's heuristic first choice (faster planning, e.g. for tests).
+  bool autotune = true;
+  // Largest cuDNN workspace one convolution may use (it lives in the plan's arena).
+  size_t max_workspace_bytes = size_t{1} << 30;
+};
+
+// Unavailable (with the reason) when there is no CUDA build, driver or device.
+Result<std::shared_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options);
+
+}  // namespace itkit

@@ -1,0 +1,72 @@
+// A Session runs one model: passes once at creation, then per distinct input shape
+// a plan (shapes inferred, constants propagated, nodes placed on backends, kernels
+// compiled, memory planned) that every later run with that shape reuses.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "itkit/backend.h"
+#include "itkit/graph.h"
+#include "itkit/status.h"
+#include "itkit/tensor.h"
+
+namespace itkit {
+
+struct SessionOptions {
+  int threads = 0;                      // CPU threads; 0 = all cores
+  std::vector<std::string> disabled_passes;  // names from AllPassNames()
+  // Backends tried in order before the CPU fallback (which is always present).
+  std::vector<std::shared_ptr<Backend>> backends;
+  size_t max_cached_plans = 8;          // distinct input shapes kept planned
+};
+
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
+struct PlanStats {
+  size_t arena_bytes = 0;        // peak activation memory per device, planned
+  size_t naive_bytes = 0;        // what one buffer per value would have taken
+  size_t constant_bytes = 0;     // weights and folded constants
+  size_t num_steps = 0;
+  std::map<std::string, size_t> steps_per_backend;
+};
+
+class Plan;
+
+class Session {
+ public:
+  static Result<std::unique_ptr<Session>> Create(Model model, SessionOptions options = {});
+  ~Session();
+
+  // Inputs by graph input name (all non-initializer inputs required); host tensors.
+  // Returns the graph outputs in declaration order, on the host.
+  Result<std::vector<Tensor>> Run(const std::vector<NamedTensor>& inputs);
+  // Same, inputs in declaration order.
+  Result<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs);
+
+  const Model& model() const { return model_; }
+  const std::vector<ValueInfo>& inputs() const { return model_.graph.inputs; }
+  const std::vector<ValueInfo>& outputs() const { return model_.graph.outputs; }
+  // Stats of the plan for these input shapes (planning it if needed).
+  Result<PlanStats> StatsFor(const std::vector<Shape>& input_shapes);
+  const std::vector<std::string>& applied_passes() const { return applied_passes_; }
+
+ private:
+  Session() = default;
+  Result<Plan*> PlanFor(const std::vector<const Tensor*>& inputs);
+
+  Model model_;
+  SessionOptions options_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::vector<std::shared_ptr<Backend>> backends_;  // options' backends + CPU last
+  std::vector<std::string> applied_passes_;
+  std::vector<std::pair<std::vector<Shape>, std::unique_ptr<Plan>>> plans_;  // LRU front
+};
+
+}  // namespace itkit

@@ -1,0 +1,31 @@
+// Conv (+bias) → Relu/LeakyRelu/Sigmoid/Tanh becomes itkit.FusedConv with the
+// activation applied in the convolution's epilogue (one pass over the output).
+#include "passes/graph_edit.h"
+#include "passes/pass_list.h"
+
+namespace itkit::passes {
+
+Status FuseConvActivation(Graph& graph, bool& changed) {
+  GraphIndex index(graph);
+  std::vector<bool> dead(graph.nodes.size(), false);
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    Node& conv = graph.nodes[i];
+    if (!IsOp(conv, "Conv") || dead[i]) continue;
+    const int act_index = index.SoleConsumer(conv.outputs[0]);
+    if (act_index < 0) continue;
+    Node& act = graph.nodes[static_cast<size_t>(act_index)];
+    const bool supported = IsOp(act, "Relu") || IsOp(act, "LeakyRelu") || IsOp(act, "Sigmoid") || IsOp(act, "Tanh");
+    if (!supported) continue;
+    conv.domain = kItkitDomain;
+    conv.op_type = "FusedConv";
+    conv.attrs.SetString("activation", act.op_type);
+    if (IsOp(act, "LeakyRelu")) conv.attrs.SetFloat("alpha", act.attrs.GetFloat("alpha", 0.01f));
+    conv.outputs[0] = act.outputs[0];
+    dead[static_cast<size_t>(act_index)] = true;
+    changed = true;
+  }
+  if (changed) RemoveNodes(graph, dead);
+  return Status::Ok();
+}
+
+}  // namespace itkit::passes

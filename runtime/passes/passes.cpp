@@ -1,0 +1,49 @@
+#include "itkit/passes.h"
+
+#include <algorithm>
+
+#include "passes/pass_list.h"
+
+namespace itkit {
+
+const std::vector<PassInfo>& AllPasses() {
+  static const std::vector<PassInfo> passes = {
+      {"eliminate_identity", "removes Identity and inference-mode Dropout", passes::EliminateIdentity},
+      {"fold_constants", "evaluates nodes whose inputs are all constants", passes::FoldConstants},
+      {"fold_batchnorm_into_conv", "folds an inference BatchNormalization into the preceding Conv",
+       passes::FoldBatchNormIntoConv},
+      {"recognize_group_norm", "turns torch's Reshape-InstanceNorm-Reshape-Mul-Add export into GroupNorm",
+       passes::RecognizeGroupNorm},
+      {"fuse_norm_activation", "InstanceNorm/GroupNorm followed by an activation becomes one GroupNorm",
+       passes::FuseNormActivation},
+      {"fuse_conv_activation", "Conv (+bias) followed by an activation becomes FusedConv", passes::FuseConvActivation},
+      {"eliminate_dead_nodes", "removes nodes whose outputs nobody reads", passes::EliminateDeadNodes},
+  };
+  return passes;
+}
+
+Status RunPasses(Graph& graph, const std::vector<std::string>& disabled, std::vector<std::string>* applied) {
+  for (const std::string& name : disabled) {
+    const auto& all = AllPasses();
+    if (std::none_of(all.begin(), all.end(), [&](const PassInfo& p) { return name == p.name; }))
+      return InvalidArgument("unknown pass '", name, "' in disabled_passes");
+  }
+  constexpr int kMaxRounds = 4;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    bool any = false;
+    for (const PassInfo& pass : AllPasses()) {
+      if (std::find(disabled.begin(), disabled.end(), pass.name) != disabled.end()) continue;
+      bool changed = false;
+      ITKIT_RETURN_IF_ERROR(pass.run(graph, changed).WithContext(std::string("pass ") + pass.name));
+      if (changed) {
+        any = true;
+        if (applied && std::find(applied->begin(), applied->end(), pass.name) == applied->end())
+          applied->push_back(pass.name);
+      }
+    }
+    if (!any) break;
+  }
+  return ValidateAndSortGraph(graph);
+}
+
+}  // namespace itkit

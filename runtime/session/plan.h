@@ -1,0 +1,73 @@
+// Internal: the execution plan for one set of input shapes. Built once by BuildPlan
+// (shape inference, constant propagation, placement, kernel compilation, memory
+// planning), then executed by Session::Run for every call with those shapes.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "itkit/backend.h"
+#include "itkit/graph.h"
+#include "itkit/session.h"
+#include "itkit/thread_pool.h"
+
+namespace itkit {
+
+struct PlanValue {
+  enum class Kind { kConstant, kGraphInput, kIntermediate, kGraphOutput };
+  std::string name;
+  Kind kind = Kind::kIntermediate;
+  DType dtype = DType::kUndefined;
+  Shape shape;
+  size_t backend = 0;            // index into the session's backends: where it lives
+  const Tensor* constant = nullptr;  // kConstant: host or device tensor owned elsewhere
+  size_t arena_offset = 0;       // kIntermediate: offset in its backend's arena
+  size_t bytes = 0;
+  int first_step = -1, last_step = -1;  // lifetime in steps (intermediates)
+  int graph_input_index = -1, graph_output_index = -1;
+};
+
+struct PlanStep {
+  const Node* node = nullptr;    // nullptr for a device copy
+  size_t backend = 0;
+  std::unique_ptr<OpKernel> kernel;
+  std::vector<int> inputs;       // value ids, -1 for omitted optional inputs
+  std::vector<int> outputs;      // value ids, -1 for unused optional outputs
+  size_t workspace_offset = 0, workspace_bytes = 0;
+  size_t copy_from_backend = 0;  // for copies
+};
+
+class Plan {
+ public:
+  std::vector<PlanValue> values;
+  std::vector<PlanStep> steps;
+  std::vector<int> input_ids;    // per graph input
+  std::vector<int> output_ids;   // per graph output
+  std::vector<DeviceBuffer> arenas;  // per backend (empty buffer when unused)
+  std::vector<size_t> arena_bytes;
+  std::deque<Tensor> owned_constants;  // folded at plan time or uploaded to devices
+  std::vector<std::unique_ptr<Tensor>> scratch_outputs;  // unused optional outputs
+  PlanStats stats;
+};
+
+struct PlanInputs {
+  const Graph* graph;
+  const std::vector<std::shared_ptr<Backend>>* backends;  // CPU last
+  ThreadPool* pool;
+};
+
+Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<const Tensor*>& inputs);
+Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& backends, ThreadPool* pool,
+                   const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs);
+
+// Greedy best-fit offsets for buffers with lifetimes; returns the arena size.
+struct BufferLifetime {
+  size_t bytes;
+  int first, last;
+  size_t offset = 0;
+};
+size_t AssignArenaOffsets(std::vector<BufferLifetime>& buffers, size_t alignment = 64);
+
+}  // namespace itkit

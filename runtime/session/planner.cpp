@@ -1,0 +1,365 @@
+// Builds a Plan for one set of input shapes; see plan.h.
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+
+#include "itkit/log.h"
+#include "itkit/op_table.h"
+#include "session/plan.h"
+
+namespace itkit {
+namespace {
+
+// Plan-time evaluation (constant propagation) is limited to small results: the
+// Shape→Gather→Concat→Reshape chains torch exports. Large all-constant nodes run as
+// ordinary steps so a plan never holds big duplicates of runtime data.
+constexpr int64_t kMaxFoldElements = int64_t{1} << 16;
+
+size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+Status CheckInput(const ValueInfo& info, const Tensor& t, std::map<std::string, int64_t>& symbols) {
+  if (!t.defined()) return InvalidArgument("graph input '", info.name, "' was not given");
+  if (t.device() != DeviceKind::kCpu) return InvalidArgument("graph input '", info.name, "' must be in host memory");
+  if (info.dtype != DType::kUndefined && t.dtype() != info.dtype)
+    return InvalidArgument("graph input '", info.name, "' expects ", DTypeName(info.dtype), ", got ",
+                           DTypeName(t.dtype()));
+  auto count = CheckedElementCount(t.shape());
+  if (!count.ok()) return count.status().WithContext("graph input '" + info.name + "'");
+  if (!info.has_shape) return Status::Ok();
+  if (info.dims.size() != t.shape().size())
+    return InvalidArgument("graph input '", info.name, "' expects rank ", info.dims.size(), ", got shape ",
+                           ShapeToString(t.shape()));
+  for (size_t d = 0; d < info.dims.size(); ++d) {
+    const Dim& dim = info.dims[d];
+    const int64_t actual = t.shape()[d];
+    if (dim.is_static() && dim.value != actual)
+      return InvalidArgument("graph input '", info.name, "' dimension ", d, " must be ", dim.value, ", got ", actual,
+                             " (shape ", ShapeToString(t.shape()), ")");
+    if (!dim.is_static() && !dim.symbol.empty()) {
+      auto [it, inserted] = symbols.emplace(dim.symbol, actual);
+      if (!inserted && it->second != actual)
+        return InvalidArgument("symbolic dimension '", dim.symbol, "' is ", it->second, " in one input and ", actual,
+                               " in graph input '", info.name, "'");
+    }
+  }
+  return Status::Ok();
+}
+
+struct Builder {
+  const PlanInputs& in;
+  Plan& plan;
+  std::unordered_map<std::string, int> id_of;  // value name → id (on its home backend)
+  std::map<std::pair<int, size_t>, int> device_copy;  // (value, backend) → id
+  size_t cpu;  // index of the CPU backend
+
+  int AddValue(PlanValue v) {
+    plan.values.push_back(std::move(v));
+    return static_cast<int>(plan.values.size()) - 1;
+  }
+
+  ValueDesc DescOf(int id) const {
+    const PlanValue& v = plan.values[static_cast<size_t>(id)];
+    return ValueDesc{v.dtype, v.shape,
+                     v.kind == PlanValue::Kind::kConstant && v.backend == cpu ? v.constant : nullptr};
+  }
+
+  // Runs a node whose inputs are all known on the CPU now and keeps its outputs as constants.
+  Status Fold(const Node& node, const NodeSignature& sig, const std::vector<int>& input_ids) {
+    ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<OpKernel> kernel, (*in.backends)[cpu]->CreateKernel(sig));
+    std::vector<Tensor> inputs(input_ids.size());
+    KernelContext ctx;
+    for (size_t i = 0; i < input_ids.size(); ++i) {
+      if (input_ids[i] < 0) {
+        ctx.inputs.push_back(nullptr);
+        continue;
+      }
+      const PlanValue& v = plan.values[static_cast<size_t>(input_ids[i])];
+      // Shape/Size read only the shape of a non-constant input.
+      inputs[i] = v.constant ? *v.constant : Tensor::View(v.dtype, v.shape, nullptr);
+      ctx.inputs.push_back(&inputs[i]);
+    }
+    std::vector<Tensor> outputs;
+    for (const ValueDesc& d : sig.outputs) {
+      ITKIT_ASSIGN_OR_RETURN(Tensor t, Tensor::Allocate(d.dtype == DType::kUndefined ? DType::kU8 : d.dtype, d.shape));
+      outputs.push_back(std::move(t));
+    }
+    for (Tensor& t : outputs) ctx.outputs.push_back(&t);
+    std::vector<uint8_t> workspace(kernel->workspace_bytes());
+    ctx.pool = in.pool;
+    ctx.workspace = workspace.data();
+    ctx.workspace_bytes = workspace.size();
+    ITKIT_RETURN_IF_ERROR(kernel->Run(ctx).WithContext("evaluating at planning time"));
+    for (size_t o = 0; o < node.outputs.size(); ++o) {
+      if (node.outputs[o].empty()) continue;
+      plan.owned_constants.push_back(std::move(outputs[o]));
+      PlanValue v;
+      v.name = node.outputs[o];
+      v.kind = PlanValue::Kind::kConstant;
+      v.dtype = plan.owned_constants.back().dtype();
+      v.shape = plan.owned_constants.back().shape();
+      v.backend = cpu;
+      v.constant = &plan.owned_constants.back();
+      const std::string value_name = v.name;  // AddValue moves v
+      id_of[value_name] = AddValue(std::move(v));
+    }
+    return Status::Ok();
+  }
+
+  // The id of `id`'s value as seen from `backend`, inserting an upload or a copy step.
+  Result<int> OnBackend(int id, size_t backend) {
+    const PlanValue& v = plan.values[static_cast<size_t>(id)];
+    if (v.backend == backend) return id;
+    auto key = std::make_pair(id, backend);
+    if (auto it = device_copy.find(key); it != device_copy.end()) return it->second;
+    Backend& target = *(*in.backends)[backend];
+    PlanValue copy;
+    copy.name = v.name + "@" + std::string(target.name());
+    copy.dtype = v.dtype;
+    copy.shape = v.shape;
+    copy.backend = backend;
+    if (v.kind == PlanValue::Kind::kConstant && v.backend == cpu) {
+      // Weights are uploaded once per plan, not per run.
+      ITKIT_ASSIGN_OR_RETURN(DeviceBuffer buf, target.Allocate(v.constant->bytes()));
+      Tensor dev = Tensor::Wrap(v.dtype, v.shape, buf.owner, buf.data, target.device());
+      ITKIT_RETURN_IF_ERROR(target.CopyFromHost(*v.constant, dev));
+      plan.owned_constants.push_back(std::move(dev));
+      copy.kind = PlanValue::Kind::kConstant;
+      copy.constant = &plan.owned_constants.back();
+    } else {
+      PlanStep step;
+      step.backend = backend;
+      step.copy_from_backend = v.backend;
+      step.inputs = {id};
+      const int copy_id = AddValue(std::move(copy));
+      step.outputs = {copy_id};
+      plan.steps.push_back(std::move(step));
+      device_copy[key] = copy_id;
+      return copy_id;
+    }
+    const int copy_id = AddValue(std::move(copy));
+    device_copy[key] = copy_id;
+    return copy_id;
+  }
+
+  Status AddNode(const Node& node) {
+    std::vector<int> input_ids;
+    std::vector<ValueDesc> descs(node.inputs.size());
+    std::vector<const ValueDesc*> desc_ptrs(node.inputs.size(), nullptr);
+    bool all_known = true;
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      if (node.inputs[i].empty()) {
+        input_ids.push_back(-1);
+        continue;
+      }
+      auto it = id_of.find(node.inputs[i]);
+      if (it == id_of.end()) return Internal(node.Describe(), ": input '", node.inputs[i], "' has no value");
+      input_ids.push_back(it->second);
+      descs[i] = DescOf(it->second);
+      desc_ptrs[i] = &descs[i];
+      all_known = all_known && descs[i].constant != nullptr;
+    }
+    ShapeContext sctx(node, desc_ptrs, in.graph->onnx_opset());
+    ITKIT_RETURN_IF_ERROR(InferNodeShapes(sctx));
+    NodeSignature sig;
+    sig.node = &node;
+    sig.inputs = descs;
+    sig.outputs = sctx.outputs();
+    sig.opset = in.graph->onnx_opset();
+    for (size_t o = 0; o < sig.outputs.size(); ++o) {
+      if (node.outputs[o].empty()) continue;
+      auto count = CheckedElementCount(sig.outputs[o].shape);
+      if (!count.ok()) return count.status().WithContext(node.Describe() + " output '" + node.outputs[o] + "'");
+      if (*count > kMaxTensorBytes / 8)
+        return ResourceExhausted(node.Describe(), ": output '", node.outputs[o], "' of shape ",
+                                 ShapeToString(sig.outputs[o].shape), " is too large");
+    }
+
+    int64_t out_elements = 0;
+    for (const ValueDesc& d : sig.outputs) out_elements += ElementCount(d.shape);
+    const bool shape_only = IsOnnxDomain(node.domain) && (node.op_type == "Shape" || node.op_type == "Size");
+    if ((all_known || shape_only) && out_elements <= kMaxFoldElements) return Fold(node, sig, input_ids);
+
+    // Placement: the first backend that supports the node; the CPU always does.
+    size_t chosen = cpu;
+    for (size_t b = 0; b < in.backends->size(); ++b) {
+      std::string reason;
+      if ((*in.backends)[b]->Supports(sig, &reason)) {
+        chosen = b;
+        break;
+      }
+      if (b != cpu) LogDebug((*in.backends)[b]->name(), " does not run ", node.Describe(), ": ", reason);
+    }
+    PlanStep step;
+    step.node = &node;
+    step.backend = chosen;
+    for (int id : input_ids) {
+      if (id < 0) {
+        step.inputs.push_back(-1);
+        continue;
+      }
+      ITKIT_ASSIGN_OR_RETURN(int local, OnBackend(id, chosen));
+      step.inputs.push_back(local);
+    }
+    ITKIT_ASSIGN_OR_RETURN(step.kernel, (*in.backends)[chosen]->CreateKernel(sig));
+    step.workspace_bytes = step.kernel->workspace_bytes();
+    for (size_t o = 0; o < node.outputs.size(); ++o) {
+      PlanValue v;
+      v.name = node.outputs[o];
+      v.dtype = sig.outputs[o].dtype;
+      v.shape = sig.outputs[o].shape;
+      v.backend = chosen;
+      v.bytes = static_cast<size_t>(ElementCount(v.shape)) * DTypeSize(v.dtype);
+      const int id = AddValue(std::move(v));
+      step.outputs.push_back(id);
+      if (!node.outputs[o].empty()) id_of[node.outputs[o]] = id;
+    }
+    plan.steps.push_back(std::move(step));
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+size_t AssignArenaOffsets(std::vector<BufferLifetime>& buffers, size_t alignment) {
+  std::vector<size_t> order(buffers.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return buffers[a].bytes > buffers[b].bytes; });
+  std::vector<size_t> placed;
+  size_t arena = 0;
+  for (size_t i : order) {
+    BufferLifetime& buf = buffers[i];
+    const size_t size = AlignUp(std::max<size_t>(buf.bytes, 1), alignment);
+    // Intervals of already placed buffers that are alive at the same time, by offset.
+    std::vector<std::pair<size_t, size_t>> busy;
+    for (size_t j : placed) {
+      const BufferLifetime& other = buffers[j];
+      if (other.last < buf.first || buf.last < other.first) continue;
+      busy.emplace_back(other.offset, other.offset + AlignUp(std::max<size_t>(other.bytes, 1), alignment));
+    }
+    std::sort(busy.begin(), busy.end());
+    // Best fit: the smallest gap that holds the buffer, else the end.
+    size_t best = SIZE_MAX, best_gap = SIZE_MAX, cursor = 0;
+    for (const auto& [begin, end] : busy) {
+      if (begin > cursor && begin - cursor >= size && begin - cursor < best_gap) {
+        best = cursor;
+        best_gap = begin - cursor;
+      }
+      cursor = std::max(cursor, end);
+    }
+    buf.offset = best != SIZE_MAX ? best : cursor;
+    arena = std::max(arena, buf.offset + size);
+    placed.push_back(i);
+  }
+  return arena;
+}
+
+Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<const Tensor*>& inputs) {
+  const Graph& graph = *in.graph;
+  auto plan = std::make_unique<Plan>();
+  Builder b{in, *plan, {}, {}, in.backends->size() - 1};
+
+  for (const auto& [name, tensor] : graph.initializers) {
+    PlanValue v;
+    v.name = name;
+    v.kind = PlanValue::Kind::kConstant;
+    v.dtype = tensor.dtype();
+    v.shape = tensor.shape();
+    v.backend = b.cpu;
+    v.constant = &tensor;
+    const int id = b.AddValue(std::move(v));
+    b.id_of[name] = id;
+  }
+  if (inputs.size() != graph.inputs.size())
+    return InvalidArgument("the model has ", graph.inputs.size(), " inputs, ", inputs.size(), " were given");
+  std::map<std::string, int64_t> symbols;
+  for (size_t i = 0; i < graph.inputs.size(); ++i) {
+    ITKIT_RETURN_IF_ERROR(CheckInput(graph.inputs[i], *inputs[i], symbols));
+    PlanValue v;
+    v.name = graph.inputs[i].name;
+    v.kind = PlanValue::Kind::kGraphInput;
+    v.dtype = inputs[i]->dtype();
+    v.shape = inputs[i]->shape();
+    v.backend = b.cpu;
+    v.graph_input_index = static_cast<int>(i);
+    const int id = b.AddValue(std::move(v));
+    b.id_of[graph.inputs[i].name] = id;
+    plan->input_ids.push_back(id);
+  }
+  for (const Node& node : graph.nodes) ITKIT_RETURN_IF_ERROR(b.AddNode(node));
+
+  // Graph outputs come back on the host, in fresh tensors owned by the caller.
+  for (size_t o = 0; o < graph.outputs.size(); ++o) {
+    auto it = b.id_of.find(graph.outputs[o].name);
+    if (it == b.id_of.end()) return InvalidArgument("graph output '", graph.outputs[o].name, "' is never produced");
+    int id = it->second;
+    PlanValue& v = plan->values[static_cast<size_t>(id)];
+    if (v.kind == PlanValue::Kind::kIntermediate && v.graph_output_index < 0 && v.backend == b.cpu) {
+      v.kind = PlanValue::Kind::kGraphOutput;
+      v.graph_output_index = static_cast<int>(o);
+    } else if (v.kind == PlanValue::Kind::kIntermediate && v.backend != b.cpu) {
+      ITKIT_ASSIGN_OR_RETURN(int host_id, b.OnBackend(id, b.cpu));
+      PlanValue& hv = plan->values[static_cast<size_t>(host_id)];
+      if (hv.graph_output_index < 0) {
+        hv.kind = PlanValue::Kind::kGraphOutput;
+        hv.graph_output_index = static_cast<int>(o);
+      }
+      id = host_id;
+    }
+    plan->output_ids.push_back(id);
+  }
+
+  // Lifetimes, then one arena per backend.
+  for (size_t s = 0; s < plan->steps.size(); ++s) {
+    const int step = static_cast<int>(s);
+    for (int id : plan->steps[s].outputs) {
+      if (id < 0) continue;
+      PlanValue& v = plan->values[static_cast<size_t>(id)];
+      v.bytes = static_cast<size_t>(ElementCount(v.shape)) * DTypeSize(v.dtype);
+      if (v.first_step < 0) v.first_step = step;
+      v.last_step = std::max(v.last_step, step);
+    }
+    for (int id : plan->steps[s].inputs)
+      if (id >= 0) plan->values[static_cast<size_t>(id)].last_step = step;
+  }
+  const size_t num_backends = in.backends->size();
+  plan->arenas.resize(num_backends);
+  plan->arena_bytes.assign(num_backends, 0);
+  PlanStats& stats = plan->stats;
+  for (size_t backend = 0; backend < num_backends; ++backend) {
+    std::vector<BufferLifetime> buffers;
+    std::vector<std::pair<int, int>> owners;  // (value id or -1, step index for workspace)
+    for (size_t id = 0; id < plan->values.size(); ++id) {
+      const PlanValue& v = plan->values[id];
+      if (v.backend != backend || v.kind != PlanValue::Kind::kIntermediate || v.first_step < 0) continue;
+      buffers.push_back({v.bytes, v.first_step, v.last_step});
+      owners.emplace_back(static_cast<int>(id), -1);
+      stats.naive_bytes += v.bytes;
+    }
+    for (size_t s = 0; s < plan->steps.size(); ++s) {
+      const PlanStep& step = plan->steps[s];
+      if (step.backend != backend || step.workspace_bytes == 0) continue;
+      buffers.push_back({step.workspace_bytes, static_cast<int>(s), static_cast<int>(s)});
+      owners.emplace_back(-1, static_cast<int>(s));
+    }
+    if (buffers.empty()) continue;
+    const size_t arena = AssignArenaOffsets(buffers);
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      if (owners[i].first >= 0) {
+        plan->values[static_cast<size_t>(owners[i].first)].arena_offset = buffers[i].offset;
+      } else {
+        plan->steps[static_cast<size_t>(owners[i].second)].workspace_offset = buffers[i].offset;
+      }
+    }
+    ITKIT_ASSIGN_OR_RETURN(plan->arenas[backend], (*in.backends)[backend]->Allocate(arena));
+    plan->arena_bytes[backend] = arena;
+    stats.arena_bytes += arena;
+  }
+  for (const auto& [name, tensor] : graph.initializers) stats.constant_bytes += tensor.bytes();
+  for (const Tensor& t : plan->owned_constants) stats.constant_bytes += t.bytes();
+  stats.num_steps = plan->steps.size();
+  for (const PlanStep& step : plan->steps)
+    ++stats.steps_per_backend[std::string((*in.backends)[step.backend]->name())];
+  return plan;
+}
+
+}  // namespace itkit

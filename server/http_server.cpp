@@ -1,0 +1,310 @@
+#include "server/http_server.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+
+#include <civetweb.h>
+
+#include "itkit/log.h"
+#include "server/auth.h"
+
+namespace itkit::server {
+
+namespace {
+
+class MgBody : public BodySource {
+ public:
+  explicit MgBody(mg_connection* conn) : conn_(conn) {}
+  int64_t Read(char* buf, size_t n) override {
+    int got = mg_read(conn_, buf, std::min<size_t>(n, 1 << 20));
+    return got;
+  }
+
+ private:
+  mg_connection* conn_;
+};
+
+std::string FormatMs(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f", seconds * 1000.0);
+  return buf;
+}
+
+// Request/response headers are copied from the client; keep control bytes out
+// of our log lines.
+std::string LogSafe(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 300)) out.push_back(static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? '?' : c);
+  return out;
+}
+
+}  // namespace
+
+std::string ListeningPort(const std::string& host, int port, bool tls) {
+  std::string h = host == "localhost" ? "127.0.0.1" : host;
+  if (h.find(':') != std::string::npos && h.front() != '[') h = "[" + h + "]";
+  return h + ":" + std::to_string(port) + (tls ? "s" : "");
+}
+
+HttpServer::HttpServer(const Router& router, Metrics* metrics, HttpServerOptions options)
+    : router_(router), metrics_(metrics), options_(std::move(options)), id_prefix_(RandomHex(3)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start() {
+  bool tls = !options_.tls_cert.empty();
+  if (tls && mg_check_feature(MG_FEATURES_TLS) == 0) {
+    return Unsupported("this CivetWeb build has no TLS support; cannot use --tls-cert");
+  }
+  std::string ports = ListeningPort(options_.host, options_.port, tls);
+  std::string threads = std::to_string(options_.threads);
+  std::string io_ms = std::to_string(static_cast<int64_t>(options_.io_timeout_s * 1000));
+  std::vector<const char*> opts = {
+      "listening_ports", ports.c_str(),
+      "num_threads", threads.c_str(),
+      "request_timeout_ms", io_ms.c_str(),
+      "enable_keep_alive", "yes",
+      "keep_alive_timeout_ms", "5000",
+      "linger_timeout_ms", "1000",
+      "tcp_nodelay", "1",
+  };
+  if (tls) {
+    opts.insert(opts.end(), {"ssl_certificate", options_.tls_cert.c_str(), "ssl_protocol_version", "4"});
+  }
+  opts.push_back(nullptr);
+
+  mg_callbacks callbacks;
+  std::memset(&callbacks, 0, sizeof(callbacks));
+  callbacks.log_message = &HttpServer::OnLog;
+  mg_init_data init;
+  std::memset(&init, 0, sizeof(init));
+  init.callbacks = &callbacks;
+  init.user_data = this;
+  init.configuration_options = opts.data();
+  char error_text[256] = {0};
+  unsigned error_code = 0;
+  mg_error_data error;
+  std::memset(&error, 0, sizeof(error));
+  error.code = &error_code;
+  error.text = error_text;
+  error.text_buffer_size = sizeof(error_text);
+  ctx_ = mg_start2(&init, &error);
+  if (ctx_ == nullptr) {
+    std::string why = error_text[0] ? error_text : "unknown error";
+    return Unavailable("cannot listen on ", ports, ": ", why);
+  }
+  // "**" matches every URI: routing is ours (route table in http.h).
+  mg_set_request_handler(ctx_, "**", &HttpServer::OnRequest, this);
+  return Status::Ok();
+}
+
+void HttpServer::Stop() {
+  if (ctx_ != nullptr) {
+    mg_stop(ctx_);
+    ctx_ = nullptr;
+  }
+}
+
+int HttpServer::OnLog(const mg_connection*, const char* message) {
+  // CivetWeb's own diagnostics (TLS handshakes, socket errors) go to our log.
+  try {
+    LogDebug("civetweb: ", message ? message : "");
+  } catch (...) {
+  }
+  return 1;
+}
+
+int HttpServer::OnRequest(mg_connection* conn, void* cbdata) {
+  auto* self = static_cast<HttpServer*>(cbdata);
+  try {
+    self->Serve(conn);
+  } catch (...) {
+    // Serve handles its own errors; reaching here means even the error
+    // response failed (e.g. out of memory). Drop the connection quietly.
+    mg_disable_connection_keep_alive(conn);
+  }
+  return 1;  // handled; CivetWeb must not try to serve files
+}
+
+void HttpServer::AddCors(const Request& req, Response* resp) const {
+  if (options_.cors_origins.empty()) return;
+  std::string origin = req.Header("Origin");
+  bool any = std::find(options_.cors_origins.begin(), options_.cors_origins.end(), "*") != options_.cors_origins.end();
+  if (any) {
+    resp->AddHeader("Access-Control-Allow-Origin", "*");
+  } else if (!origin.empty() &&
+             std::find(options_.cors_origins.begin(), options_.cors_origins.end(), origin) != options_.cors_origins.end()) {
+    resp->AddHeader("Access-Control-Allow-Origin", origin);
+    resp->AddHeader("Vary", "Origin");
+  } else {
+    return;
+  }
+  resp->AddHeader("Access-Control-Expose-Headers", "Content-Disposition, Server-Timing, X-Request-Id, Retry-After");
+}
+
+Response HttpServer::Dispatch(Request& req, std::string* endpoint) const {
+  *endpoint = "other";
+  Router::Match match = router_.Find(req.method, req.path);
+  if (req.method == "OPTIONS") {
+    // CORS preflight: answered without authentication (browsers never send
+    // credentials here).
+    Router::Match any = router_.Find("GET", req.path);
+    std::vector<std::string> methods = match.allowed_methods;
+    if (any.route) methods.push_back("GET");
+    if (methods.empty() && !match.route) return Response::Error(404, "not found: " + req.path);
+    std::string allow = "OPTIONS";
+    for (const auto& m : methods) allow += ", " + m;
+    Response r;
+    r.status = 204;
+    r.content_type.clear();
+    r.AddHeader("Allow", allow);
+    if (!options_.cors_origins.empty()) {
+      r.AddHeader("Access-Control-Allow-Methods", allow);
+      r.AddHeader("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      r.AddHeader("Access-Control-Max-Age", "600");
+    }
+    return r;
+  }
+  bool public_route = match.route != nullptr && !match.route->requires_auth;
+  if (!public_route) {
+    ApiStatus auth = CheckBearer(req.Header("Authorization"), options_.api_key);
+    if (!auth.ok()) return Response::Error(auth.error());
+  }
+  if (match.route == nullptr) {
+    if (!match.allowed_methods.empty()) {
+      std::string allow;
+      for (const auto& m : match.allowed_methods) allow += (allow.empty() ? "" : ", ") + m;
+      Response r = Response::Error(405, "method " + req.method + " is not allowed on " + req.path + " (allowed: " +
+                                            allow + ")");
+      r.AddHeader("Allow", allow);
+      return r;
+    }
+    return Response::Error(404, "not found: " + req.path);
+  }
+  *endpoint = match.route->pattern;
+  req.params = std::move(match.params);
+  try {
+    return match.route->handler(req);
+  } catch (const std::exception& e) {
+    Log(LogLevel::kError, "request " + req.request_id + ": unhandled exception: " + e.what());
+    return Response::Error(500, std::string("internal error: ") + e.what());
+  } catch (...) {
+    Log(LogLevel::kError, "request " + req.request_id + ": unhandled exception");
+    return Response::Error(500, "internal error");
+  }
+}
+
+int64_t HttpServer::Send(mg_connection* conn, const Request& req, Response& resp) const {
+  int64_t length = static_cast<int64_t>(resp.body.size());
+  int fd = -1;
+  if (!resp.file_path.empty()) {
+    fd = ::open(resp.file_path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || ::fstat(fd, &st) != 0) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+      Response err = Response::Error(500, "result file vanished before it could be sent");
+      resp.status = err.status;
+      resp.body = err.body;
+      resp.content_type = err.content_type;
+      resp.headers.clear();
+      length = static_cast<int64_t>(resp.body.size());
+    } else {
+      length = st.st_size;
+    }
+  }
+  if (!req.body_done) {
+    // The body was not read to its end (an early error): the connection
+    // cannot carry another request.
+    resp.close_connection = true;
+  }
+  if (resp.close_connection) mg_disable_connection_keep_alive(conn);
+
+  double elapsed = std::chrono::duration<double>(Clock::now() - req.start).count();
+  std::string timing = resp.server_timing.empty() ? "" : resp.server_timing + ", ";
+  timing += TimingEntry("total", elapsed);
+
+  mg_response_header_start(conn, resp.status);
+  if (!resp.content_type.empty()) mg_response_header_add(conn, "Content-Type", resp.content_type.c_str(), -1);
+  std::string len = std::to_string(length);
+  mg_response_header_add(conn, "Content-Length", len.c_str(), -1);
+  mg_response_header_add(conn, "X-Request-Id", req.request_id.c_str(), -1);
+  mg_response_header_add(conn, "Server-Timing", timing.c_str(), -1);
+  mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+  mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
+  for (const auto& [k, v] : resp.headers) mg_response_header_add(conn, k.c_str(), v.c_str(), -1);
+  mg_response_header_send(conn);
+
+  int64_t sent = 0;
+  if (req.method == "HEAD") {
+    // no body
+  } else if (fd >= 0) {
+    std::vector<char> buf(256 * 1024);
+    while (true) {
+      ssize_t n = ::read(fd, buf.data(), buf.size());
+      if (n <= 0) break;
+      if (mg_write(conn, buf.data(), static_cast<size_t>(n)) <= 0) break;  // client went away
+      sent += n;
+    }
+  } else if (!resp.body.empty()) {
+    if (mg_write(conn, resp.body.data(), resp.body.size()) > 0) sent = static_cast<int64_t>(resp.body.size());
+  }
+  if (fd >= 0) ::close(fd);
+  return sent;
+}
+
+void HttpServer::Serve(mg_connection* conn) {
+  const mg_request_info* info = mg_get_request_info(conn);
+  Request req;
+  req.start = Clock::now();
+  req.request_id = id_prefix_ + "-" + std::to_string(next_id_.fetch_add(1));
+  req.method = info->request_method ? info->request_method : "";
+  req.path = info->local_uri ? info->local_uri : "/";
+  req.query = info->query_string ? info->query_string : "";
+  req.remote_addr = info->remote_addr;
+  req.content_length = info->content_length;
+  for (int i = 0; i < info->num_headers; ++i) {
+    req.headers.emplace_back(info->http_headers[i].name ? info->http_headers[i].name : "",
+                             info->http_headers[i].value ? info->http_headers[i].value : "");
+  }
+  // CivetWeb reports -1 both for chunked bodies and for requests without a
+  // body; only the former has one.
+  std::string te = req.Header("Transfer-Encoding");
+  for (auto& c : te) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  bool chunked = te.find("chunked") != std::string::npos;
+  if (!chunked && req.content_length < 0) req.content_length = 0;
+  MgBody body(conn);
+  req.body = &body;
+  req.body_done = req.content_length == 0;
+  req.body_deadline = req.start + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(options_.upload_timeout_s));
+  req.abort = options_.shutting_down;
+
+  std::string endpoint;
+  Response resp;
+  try {
+    resp = Dispatch(req, &endpoint);
+  } catch (...) {
+    resp = Response::Error(500, "internal error");
+  }
+  AddCors(req, &resp);
+  int64_t sent = Send(conn, req, resp);
+  resp.owned_file.reset();  // removes a temporary result now that it is sent
+
+  double seconds = std::chrono::duration<double>(Clock::now() - req.start).count();
+  if (metrics_) metrics_->ObserveRequest(endpoint, req.method, resp.status, seconds, req.body_read, sent);
+  std::string line = "req=" + req.request_id + " " + LogSafe(req.method) + " " + LogSafe(req.path) + " " +
+                     std::to_string(resp.status) + " in=" + std::to_string(req.body_read) +
+                     " out=" + std::to_string(sent) + " " + FormatMs(seconds) + "ms";
+  if (!resp.log_model.empty()) line += " model=" + LogSafe(resp.log_model);
+  line += " client=" + LogSafe(req.remote_addr);
+  Log(resp.status >= 500 ? LogLevel::kWarning : LogLevel::kInfo, line);
+}
+
+}  // namespace itkit::server

@@ -1,0 +1,574 @@
+// Random op cases for the backend-ops harness: every op family the CUDA backend
+// implements, random shapes and attributes, random data that is never zero (values
+// of magnitude 0.1-1 with random signs unless an op needs positive inputs), f16
+// variants, and the nnU-Net shapes (32 channels, 3x3x3, stride 2, k2s2 transposed).
+#include <random>
+#include <sstream>
+
+#include "backend_ops_harness.h"
+
+namespace itkit::test::ops {
+namespace {
+
+class Maker {
+ public:
+  explicit Maker(uint32_t seed) : rng_(seed) {}
+  int64_t Int(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng_); }
+  float Real(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng_); }
+  bool Coin(double p = 0.5) { return std::bernoulli_distribution(p)(rng_); }
+  template <typename T>
+  T Pick(std::initializer_list<T> v) {
+    return *(v.begin() + Int(0, static_cast<int64_t>(v.size()) - 1));
+  }
+  // Magnitude in [lo, hi], random sign, plus `offset`.
+  Tensor Signed(const Shape& s, float lo = 0.1f, float hi = 1.0f, float offset = 0.0f) {
+    Tensor t = Tensor::Allocate(DType::kF32, s).value();
+    for (int64_t i = 0; i < t.size(); ++i) t.data<float>()[i] = offset + (Coin() ? 1.0f : -1.0f) * Real(lo, hi);
+    return t;
+  }
+  Tensor Positive(const Shape& s, float lo = 0.1f, float hi = 1.0f) {
+    Tensor t = Tensor::Allocate(DType::kF32, s).value();
+    for (int64_t i = 0; i < t.size(); ++i) t.data<float>()[i] = Real(lo, hi);
+    return t;
+  }
+
+ private:
+  std::mt19937 rng_;
+};
+
+Tensor Half(const Tensor& f) {
+  Tensor h = Tensor::Allocate(DType::kF16, f.shape()).value();
+  for (int64_t i = 0; i < f.size(); ++i) h.data<uint16_t>()[i] = FloatToHalf(f.data<float>()[i]);
+  return h;
+}
+
+Tensor I64(std::vector<int64_t> v) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  return Tensor::FromVector(v, {n}).value();
+}
+
+Tensor F32(std::vector<float> v) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  return Tensor::FromVector(v, {n}).value();
+}
+
+std::string Str(const std::vector<int64_t>& v) { return ShapeToString(v); }
+
+// A node with inputs in0.. (present[i] false: omitted) and outputs out0..
+Node MakeNode(const std::string& op, size_t inputs, size_t outputs = 1, const std::string& domain = "",
+              std::vector<bool> present = {}) {
+  Node n;
+  n.name = op + "_case";
+  n.op_type = op;
+  n.domain = domain;
+  for (size_t i = 0; i < inputs; ++i)
+    n.inputs.push_back(i < present.size() && !present[i] ? std::string() : "in" + std::to_string(i));
+  for (size_t o = 0; o < outputs; ++o) n.outputs.push_back("out" + std::to_string(o));
+  return n;
+}
+
+OpCase Case(std::string family, std::string name, Node node, std::vector<Tensor> inputs,
+            std::vector<bool> constant = {}) {
+  OpCase c;
+  c.family = std::move(family);
+  c.name = std::move(name);
+  c.node = std::move(node);
+  c.inputs = std::move(inputs);
+  c.constant = std::move(constant);
+  c.constant.resize(c.inputs.size(), false);
+  return c;
+}
+
+// ---- conv --------------------------------------------------------------------------
+
+struct ConvSpec {
+  bool transpose = false;
+  int64_t n = 1, cin = 4, cout = 4, group = 1;
+  std::vector<int64_t> in, k, s, d, pads, output_padding;  // pads: begin..., end...
+  bool bias = true, const_weights = true, half = false;
+  std::string act;  // "" = plain Conv; otherwise FusedConv with this activation ("None" = none)
+  float alpha = 0.01f;
+};
+
+OpCase ConvCase(Maker& m, const ConvSpec& sp) {
+  const size_t nd = sp.in.size();
+  Shape x = {sp.n, sp.cin};
+  x.insert(x.end(), sp.in.begin(), sp.in.end());
+  Shape w = sp.transpose ? Shape{sp.cin, sp.cout / sp.group} : Shape{sp.cout, sp.cin / sp.group};
+  w.insert(w.end(), sp.k.begin(), sp.k.end());
+  const bool fused = !sp.act.empty();
+  Node node = MakeNode(sp.transpose ? "ConvTranspose" : (fused ? "FusedConv" : "Conv"), sp.bias ? 3 : 2, 1,
+                       fused ? kItkitDomain : "");
+  node.attrs.SetInts("kernel_shape", sp.k);
+  node.attrs.SetInts("strides", sp.s);
+  node.attrs.SetInts("dilations", sp.d);
+  node.attrs.SetInts("pads", sp.pads);
+  node.attrs.SetInt("group", sp.group);
+  if (!sp.output_padding.empty()) node.attrs.SetInts("output_padding", sp.output_padding);
+  if (fused && sp.act != "None") node.attrs.SetString("activation", sp.act);
+  if (sp.act == "LeakyRelu") node.attrs.SetFloat("alpha", sp.alpha);
+  // Weights scaled so outputs stay O(1) whatever the fan-in.
+  int64_t fan_in = (sp.transpose ? sp.cout / sp.group : sp.cin / sp.group);
+  for (int64_t k : sp.k) fan_in *= k;
+  const float ws = 1.0f / std::sqrt(static_cast<float>(std::max<int64_t>(fan_in, 1)));
+  std::vector<Tensor> inputs = {m.Signed(x), m.Signed(w, 0.1f * ws, ws)};
+  if (sp.bias) inputs.push_back(m.Signed({sp.cout}, 0.1f, 0.5f));
+  if (sp.half)
+    for (Tensor& t : inputs) t = Half(t);
+  std::ostringstream name;
+  name << node.op_type << nd << "d" << (sp.half ? " f16" : "") << " x" << Str(x) << " w" << Str(w) << " s"
+       << Str(sp.s) << " d" << Str(sp.d) << " p" << Str(sp.pads) << " g" << sp.group;
+  if (!sp.output_padding.empty()) name << " op" << Str(sp.output_padding);
+  if (fused) name << " act=" << sp.act;
+  if (!sp.bias) name << " nobias";
+  if (!sp.const_weights) name << " runtime-weights";
+  OpCase c = Case("conv", name.str(), std::move(node), std::move(inputs), {false, sp.const_weights, sp.const_weights});
+  c.matrix = true;
+  c.tol = 2e-5;
+  for (size_t i = 0; i < nd; ++i)
+    if (sp.pads[i] != sp.pads[i + nd]) c.core = false;  // cuDNN pads symmetrically
+  for (size_t i = 0; i < sp.output_padding.size(); ++i)
+    if (sp.output_padding[i] >= sp.s[i]) c.core = false;
+  return c;
+}
+
+void AddConvCases(Maker& m, std::vector<OpCase>& out) {
+  // nnU-Net's shapes (batch 2, 32 channels; stem with one input channel; k2s2 up).
+  auto fixed = [&](bool transpose, int64_t cin, int64_t cout, int64_t edge, int64_t k, int64_t s, int64_t p,
+                   std::string act, bool half) {
+    ConvSpec sp;
+    sp.transpose = transpose;
+    sp.n = 2;
+    sp.cin = cin;
+    sp.cout = cout;
+    sp.in = {edge, edge, edge};
+    sp.k = {k, k, k};
+    sp.s = {s, s, s};
+    sp.d = {1, 1, 1};
+    sp.pads = {p, p, p, p, p, p};
+    sp.act = std::move(act);
+    sp.half = half;
+    out.push_back(ConvCase(m, sp));
+  };
+  for (bool half : {false, true}) {
+    fixed(false, 32, 32, 12, 3, 1, 1, "", half);
+    fixed(false, 1, 32, 12, 3, 1, 1, "", half);
+    fixed(false, 32, 64, 12, 3, 2, 1, "LeakyRelu", half);
+    fixed(false, 32, 3, 8, 1, 1, 0, "", half);
+    fixed(true, 64, 32, 6, 2, 2, 0, "", half);
+  }
+  for (int i = 0; i < 36; ++i) {
+    ConvSpec sp;
+    sp.transpose = i % 4 == 3;
+    const int64_t nd = m.Pick<int64_t>({1, 2, 3, 3});
+    sp.n = m.Int(1, 2);
+    sp.group = m.Coin(0.2) ? 2 : 1;
+    sp.cin = sp.group * m.Pick<int64_t>({1, 2, 3, 4, 8});
+    sp.cout = sp.group * m.Pick<int64_t>({1, 2, 4, 8});
+    for (int64_t a = 0; a < nd; ++a) {
+      const int64_t k = m.Pick<int64_t>({1, 2, 3, 3});
+      const int64_t s = m.Pick<int64_t>({1, 1, 2});
+      const int64_t d = !sp.transpose && m.Coin(0.2) ? 2 : 1;
+      sp.k.push_back(k);
+      sp.s.push_back(s);
+      sp.d.push_back(d);
+      sp.in.push_back(m.Int((k - 1) * d + 1, nd == 3 ? 9 : 16));
+    }
+    for (int64_t a = 0; a < nd; ++a) sp.pads.push_back(m.Int(0, (sp.k[a] - 1) * sp.d[a] / 2));
+    for (int64_t a = 0; a < nd; ++a) sp.pads.push_back(m.Coin(0.1) ? sp.pads[a] + 1 : sp.pads[a]);
+    if (sp.transpose && m.Coin(0.3))
+      for (int64_t a = 0; a < nd; ++a) sp.output_padding.push_back(sp.s[a] > 1 ? m.Int(0, sp.s[a] - 1) : 0);
+    sp.bias = m.Coin(0.7);
+    sp.const_weights = m.Coin(0.8);
+    sp.half = m.Coin(0.15);
+    if (!sp.transpose && m.Coin(0.5)) {
+      sp.act = m.Pick<std::string>({"None", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu"});
+      sp.alpha = m.Real(0.01f, 0.3f);
+    }
+    out.push_back(ConvCase(m, sp));
+  }
+}
+
+// ---- norm --------------------------------------------------------------------------
+
+void AddNormCases(Maker& m, std::vector<OpCase>& out) {
+  struct Spec {
+    Shape x;
+    int64_t groups;  // 0: InstanceNormalization
+    std::string act;
+    float offset;    // mean of the data: large values test the statistics' stability
+    bool half;
+  };
+  std::vector<Spec> specs = {{{2, 32, 12, 12, 12}, 0, "", 0.0f, false},
+                             {{2, 32, 12, 12, 12}, 32, "LeakyRelu", 0.0f, false},
+                             {{1, 4, 32, 32, 32}, 0, "", 0.0f, false},      // several partials per group
+                             {{1, 16, 32, 32, 16}, 4, "Relu", 0.0f, false},
+                             {{2, 8, 10, 10, 10}, 2, "", 100.0f, false},    // mean 100, std ~0.6
+                             {{2, 8, 10, 10, 10}, 8, "LeakyRelu", 0.0f, true},
+                             {{1, 6, 9, 11}, 3, "Gelu", 0.0f, false},
+                             {{3, 4, 17}, 2, "Sigmoid", 0.0f, false},
+                             {{2, 6}, 3, "Tanh", 0.0f, false}};
+  for (int i = 0; i < 6; ++i) {
+    const int64_t c = m.Pick<int64_t>({2, 4, 6, 8, 12});
+    Shape x = {m.Int(1, 3), c};
+    for (int64_t a = 0, nd = m.Int(1, 3); a < nd; ++a) x.push_back(m.Int(1, 14));
+    int64_t g = 0;  // 0: one channel per group
+    if (!m.Coin(0.3)) {
+      std::vector<int64_t> divisors;
+      for (int64_t d = 1; d <= c; ++d)
+        if (c % d == 0) divisors.push_back(d);
+      g = divisors[static_cast<size_t>(m.Int(0, static_cast<int64_t>(divisors.size()) - 1))];
+    }
+    specs.push_back({x, g, m.Pick<std::string>({"", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu"}), 0.0f,
+                     m.Coin(0.2)});
+  }
+  for (const Spec& sp : specs) {
+    const int64_t C = sp.x[1];
+    const bool instance = sp.groups == 0 && sp.act.empty();
+    const int64_t groups = sp.groups == 0 ? C : sp.groups;
+    Node node = MakeNode(instance ? "InstanceNormalization" : "GroupNorm", 3, 1, instance ? "" : kItkitDomain);
+    const float eps = m.Pick<float>({1e-5f, 1e-3f});
+    node.attrs.SetFloat("epsilon", eps);
+    if (!instance) node.attrs.SetInt("num_groups", groups);
+    if (!sp.act.empty()) node.attrs.SetString("activation", sp.act);
+    if (sp.act == "LeakyRelu") node.attrs.SetFloat("alpha", 0.01f);
+    std::vector<Tensor> inputs = {m.Signed(sp.x, 0.1f, 1.0f, sp.offset), m.Signed({C}, 0.5f, 1.5f),
+                                  m.Signed({C}, 0.1f, 0.5f)};
+    if (sp.half) inputs[0] = Half(inputs[0]);
+    std::ostringstream name;
+    name << node.op_type << (sp.half ? " f16" : "") << " x" << Str(sp.x) << " groups " << groups;
+    if (!sp.act.empty()) name << " act=" << sp.act;
+    if (sp.offset != 0.0f) name << " mean " << sp.offset;
+    OpCase oc = Case("norm", name.str(), std::move(node), std::move(inputs), {false, true, true});
+    oc.tol = sp.offset != 0.0f ? 1e-4 : 2e-5;
+    out.push_back(std::move(oc));
+  }
+  for (int i = 0; i < 3; ++i) {
+    const int64_t C = m.Int(1, 8);
+    Shape x = {m.Int(1, 3), C, m.Int(1, 9), m.Int(1, 9)};
+    Node node = MakeNode("BatchNormalization", 5);
+    node.attrs.SetFloat("epsilon", 1e-5f);
+    out.push_back(Case("norm", "BatchNormalization x" + Str(x), std::move(node),
+                       {m.Signed(x), m.Signed({C}, 0.5f, 1.5f), m.Signed({C}), m.Signed({C}), m.Positive({C}, 0.5f, 2.0f)},
+                       {false, true, true, true, true}));
+  }
+}
+
+// ---- elementwise -------------------------------------------------------------------
+
+Shape RandomShape(Maker& m, int min_rank = 1, int max_rank = 5, int64_t max_dim = 9) {
+  Shape s;
+  for (int64_t a = 0, r = m.Int(min_rank, max_rank); a < r; ++a) s.push_back(m.Int(1, max_dim));
+  return s;
+}
+
+void AddUnaryCases(Maker& m, std::vector<OpCase>& out) {
+  struct U {
+    const char* op;
+    int domain;  // 0: signed, 1: positive, 2: signed up to 3
+  };
+  const U ops[] = {{"Relu", 0},     {"LeakyRelu", 0}, {"Sigmoid", 2},  {"Tanh", 2},     {"Erf", 2},
+                   {"Exp", 2},      {"Log", 1},       {"Sqrt", 1},     {"Abs", 0},      {"Neg", 0},
+                   {"Reciprocal", 0}, {"Floor", 2},   {"Ceil", 2},     {"Round", 2},    {"Softplus", 2},
+                   {"Softsign", 2}, {"Elu", 2},       {"Selu", 2},     {"HardSigmoid", 2}, {"HardSwish", 2},
+                   {"Sin", 2},      {"Cos", 2},       {"Identity", 0}, {"Dropout", 0}};
+  for (const U& u : ops) {
+    for (bool half : {false, true}) {
+      if (half && !m.Coin(0.3)) continue;
+      const Shape s = RandomShape(m);
+      Tensor x = u.domain == 1 ? m.Positive(s, 0.1f, 2.0f) : m.Signed(s, 0.1f, u.domain == 2 ? 3.0f : 1.0f);
+      Node node = MakeNode(u.op, 1);
+      if (std::string(u.op) == "LeakyRelu") node.attrs.SetFloat("alpha", m.Real(0.01f, 0.3f));
+      if (std::string(u.op) == "Elu") node.attrs.SetFloat("alpha", m.Real(0.5f, 1.5f));
+      if (half) x = Half(x);
+      OpCase c = Case("unary", std::string(u.op) + (half ? " f16" : "") + " x" + Str(s), std::move(node), {x});
+      c.tol = 1e-5;
+      out.push_back(std::move(c));
+    }
+  }
+  // Clip: opset 13 with constant min/max inputs, and opset 6 attributes.
+  {
+    const Shape s = RandomShape(m);
+    Node node = MakeNode("Clip", 3);
+    out.push_back(Case("unary", "Clip13 x" + Str(s), std::move(node),
+                       {m.Signed(s), Tensor::FromVector(std::vector<float>{-0.5f}, {}).value(),
+                        Tensor::FromVector(std::vector<float>{0.4f}, {}).value()},
+                       {false, true, true}));
+    const Shape s2 = RandomShape(m);
+    Node old = MakeNode("Clip", 1);
+    old.attrs.SetFloat("min", -0.3f);
+    old.attrs.SetFloat("max", 0.6f);
+    OpCase c = Case("unary", "Clip6 x" + Str(s2), std::move(old), {m.Signed(s2)});
+    c.opset = 6;
+    out.push_back(std::move(c));
+  }
+  // Cast between float types.
+  for (int64_t to : {10, 1}) {
+    const Shape s = RandomShape(m);
+    Node node = MakeNode("Cast", 1);
+    node.attrs.SetInt("to", to);
+    Tensor x = m.Signed(s);
+    if (to == 1) x = Half(x);
+    out.push_back(Case("unary", std::string("Cast to ") + (to == 10 ? "f16" : "f32") + " x" + Str(s), std::move(node),
+                       {x}));
+  }
+}
+
+void AddBinaryCases(Maker& m, std::vector<OpCase>& out) {
+  const char* ops[] = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "PRelu"};
+  for (const char* op : ops) {
+    for (int pattern = 0; pattern < 5; ++pattern) {
+      Shape a, b;
+      const int64_t N = m.Int(1, 2), C = m.Int(1, 6), D = m.Int(1, 7), H = m.Int(1, 7), W = m.Int(1, 9);
+      switch (pattern) {
+        case 0: a = b = {N, C, D, H, W}; break;            // same shape
+        case 1: a = {N, C, D, H, W}; b = {1, C, 1, 1, 1}; break;  // per-channel
+        case 2: a = {N, C, H, W}; b = {C, 1, 1}; break;
+        case 3: a = {N, C, H, W}; b = {1}; break;          // scalar-like
+        case 4: a = {C, 1, W}; b = {H, 1}; break;           // both sides broadcast
+      }
+      const std::string o(op);
+      if (o == "PRelu" && pattern == 4) continue;  // the slope must broadcast to X
+      if (m.Coin(0.5) && o != "PRelu") std::swap(a, b);
+      const bool half = (o == "Add" || o == "Mul") && pattern < 2;
+      Tensor ta = o == "Pow" ? m.Positive(a, 0.2f, 2.0f) : m.Signed(a);
+      Tensor tb = o == "Pow" ? m.Positive(b, 0.5f, 2.0f) : m.Signed(b);
+      if (half) {
+        ta = Half(ta);
+        tb = Half(tb);
+      }
+      OpCase c = Case("binary", o + (half ? " f16 " : " ") + Str(a) + " " + Str(b), MakeNode(op, 2), {ta, tb});
+      c.tol = 1e-6;
+      out.push_back(std::move(c));
+    }
+  }
+}
+
+// ---- resize, pool, softmax, argmax ----------------------------------------------------
+
+void AddResizeCases(Maker& m, std::vector<OpCase>& out) {
+  const char* coords[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"};
+  const char* nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+  for (int i = 0; i < 16; ++i) {
+    const bool linear = i % 2 == 0;
+    const int64_t nd = m.Pick<int64_t>({2, 3});
+    Shape x = {m.Int(1, 2), m.Int(1, 3)};
+    for (int64_t a = 0; a < nd; ++a) x.push_back(m.Int(2, 9));
+    Node node = MakeNode("Resize", 4, 1, "", {true, false, true, true});
+    node.attrs.SetString("mode", linear ? "linear" : "nearest");
+    const std::string coord = coords[m.Int(0, 3)];
+    node.attrs.SetString("coordinate_transformation_mode", coord);
+    if (!linear) node.attrs.SetString("nearest_mode", nearest[m.Int(0, 3)]);
+    const bool by_sizes = m.Coin(0.4);
+    Tensor scales, sizes;
+    std::ostringstream name;
+    name << "Resize " << (linear ? "linear" : "nearest ") << (linear ? "" : node.attrs.GetString("nearest_mode", ""))
+         << " " << coord << " x" << Str(x);
+    if (by_sizes) {
+      std::vector<int64_t> sz = {x[0], x[1]};
+      for (int64_t a = 0; a < nd; ++a) sz.push_back(m.Int(1, 15));
+      sizes = I64(sz);
+      scales = Tensor::Allocate(DType::kF32, {0}).value();  // empty: "not given"
+      name << " sizes" << Str(sz);
+      node.inputs[2] = "";
+    } else {
+      std::vector<float> sc = {1.0f, 1.0f};
+      for (int64_t a = 0; a < nd; ++a) sc.push_back(m.Pick<float>({2.0f, 0.5f, 1.5f, 3.0f, 1.0f}));
+      scales = F32(sc);
+      name << " scales";
+      for (float v : sc) name << " " << v;
+      node.inputs[3] = "";
+    }
+    out.push_back(Case("resize", name.str(), std::move(node),
+                       {m.Signed(x), Tensor(), by_sizes ? Tensor() : scales, by_sizes ? sizes : Tensor()},
+                       {false, true, true, true}));
+  }
+}
+
+void AddPoolCases(Maker& m, std::vector<OpCase>& out) {
+  for (int i = 0; i < 14; ++i) {
+    const bool max = i % 2 == 0;
+    const int64_t nd = m.Pick<int64_t>({1, 2, 3, 3});
+    Shape x = {m.Int(1, 2), m.Int(1, 4)};
+    std::vector<int64_t> k, s, d, pads(2 * static_cast<size_t>(nd));
+    for (int64_t a = 0; a < nd; ++a) {
+      k.push_back(m.Pick<int64_t>({2, 3}));
+      s.push_back(m.Pick<int64_t>({1, 2}));
+      d.push_back(max && m.Coin(0.2) ? 2 : 1);
+      x.push_back(m.Int((k.back() - 1) * d.back() + 1, 11));
+    }
+    for (int64_t a = 0; a < nd; ++a) {
+      pads[static_cast<size_t>(a)] = m.Int(0, k[static_cast<size_t>(a)] / 2);
+      pads[static_cast<size_t>(a + nd)] = m.Int(0, k[static_cast<size_t>(a)] / 2);
+    }
+    Node node = MakeNode(max ? "MaxPool" : "AveragePool", 1);
+    node.attrs.SetInts("kernel_shape", k);
+    node.attrs.SetInts("strides", s);
+    node.attrs.SetInts("pads", pads);
+    if (max) node.attrs.SetInts("dilations", d);
+    const bool ceil = m.Coin(0.3), include_pad = !max && m.Coin(0.5);
+    node.attrs.SetInt("ceil_mode", ceil ? 1 : 0);
+    if (!max) node.attrs.SetInt("count_include_pad", include_pad ? 1 : 0);
+    std::ostringstream name;
+    name << node.op_type << " x" << Str(x) << " k" << Str(k) << " s" << Str(s) << " p" << Str(pads)
+         << (max ? " d" + Str(d) : "") << (ceil ? " ceil" : "") << (include_pad ? " include_pad" : "");
+    out.push_back(Case("pool", name.str(), std::move(node), {m.Signed(x)}));
+  }
+  for (const char* op : {"GlobalAveragePool", "GlobalMaxPool"}) {
+    const Shape x = {2, 3, m.Int(1, 9), m.Int(1, 9), m.Int(1, 40)};
+    out.push_back(Case("pool", std::string(op) + " x" + Str(x), MakeNode(op, 1), {m.Signed(x)}));
+  }
+}
+
+void AddSoftmaxArgCases(Maker& m, std::vector<OpCase>& out) {
+  struct S {
+    Shape x;
+    int64_t axis, opset;
+  };
+  const S specs[] = {{{2, 4, 6, 7, 5}, 1, 13}, {{3, 5, 300}, -1, 13}, {{2, 3, 4, 5}, 1, 11}, {{1, 3, 8, 8}, 1, 13}};
+  for (const S& sp : specs) {
+    for (const char* op : {"Softmax", "LogSoftmax"}) {
+      Node node = MakeNode(op, 1);
+      node.attrs.SetInt("axis", sp.axis);
+      OpCase c = Case("softmax", std::string(op) + " x" + Str(sp.x) + " axis " + std::to_string(sp.axis) + " opset " +
+                                     std::to_string(sp.opset),
+                      std::move(node), {m.Signed(sp.x, 0.1f, 5.0f)});
+      c.opset = sp.opset;
+      c.tol = 1e-5;
+      out.push_back(std::move(c));
+    }
+  }
+  for (int i = 0; i < 8; ++i) {
+    const Shape x = i < 2 ? Shape{2, 3, 8, 9, 10} : RandomShape(m, 1, 4, 12);
+    const bool is_min = i % 3 == 2;
+    Node node = MakeNode(is_min ? "ArgMin" : "ArgMax", 1);
+    const int64_t axis = i < 2 ? 1 : m.Int(-static_cast<int64_t>(x.size()), static_cast<int64_t>(x.size()) - 1);
+    const int64_t keep = i == 0 ? 0 : m.Int(0, 1), last = m.Int(0, 1);
+    node.attrs.SetInt("axis", axis);
+    node.attrs.SetInt("keepdims", keep);
+    node.attrs.SetInt("select_last_index", last);
+    out.push_back(Case("argmax", node.op_type + " x" + Str(x) + " axis " + std::to_string(axis) + " keepdims " +
+                                     std::to_string(keep) + " last " + std::to_string(last),
+                       std::move(node), {m.Signed(x)}));
+  }
+}
+
+// ---- matmul, tensor ops ----------------------------------------------------------------
+
+void AddMatMulCases(Maker& m, std::vector<OpCase>& out) {
+  const int64_t M = m.Int(1, 40), K = m.Int(1, 70), N = m.Int(1, 50), B = m.Int(2, 4);
+  const std::pair<Shape, Shape> shapes[] = {{{M, K}, {K, N}},        {{B, M, K}, {B, K, N}},
+                                            {{2, B, M, K}, {K, N}},  {{M, K}, {B, K, N}},
+                                            {{K}, {B, K, N}},        {{B, M, K}, {K}},
+                                            {{K}, {K}},              {{2, 1, M, K}, {1, B, K, N}}};
+  for (const auto& [a, b] : shapes) {
+    OpCase c = Case("matmul", "MatMul " + Str(a) + " " + Str(b), MakeNode("MatMul", 2), {m.Signed(a), m.Signed(b)});
+    c.matrix = true;
+    c.tol = 2e-5;
+    c.core = !(a.size() == 4 && b.size() == 4);  // mixed batch broadcast stays on the CPU
+    out.push_back(std::move(c));
+  }
+  for (int i = 0; i < 6; ++i) {
+    const bool ta = i & 1, tb = i & 2;
+    const Shape a = ta ? Shape{K, M} : Shape{M, K}, b = tb ? Shape{N, K} : Shape{K, N};
+    const Shape cs = m.Pick<Shape>({Shape{N}, Shape{M, N}, Shape{1, N}, Shape{M, 1}});
+    Node node = MakeNode("Gemm", i == 5 ? 2 : 3);
+    node.attrs.SetInt("transA", ta);
+    node.attrs.SetInt("transB", tb);
+    node.attrs.SetFloat("alpha", m.Real(0.5f, 2.0f));
+    node.attrs.SetFloat("beta", m.Real(0.5f, 2.0f));
+    std::vector<Tensor> in = {m.Signed(a), m.Signed(b)};
+    if (i != 5) in.push_back(m.Signed(cs));
+    OpCase c = Case("matmul", "Gemm " + Str(a) + " " + Str(b) + (i != 5 ? " C" + Str(cs) : "") +
+                                  (ta ? " transA" : "") + (tb ? " transB" : ""),
+                    std::move(node), std::move(in), {false, true, true});
+    c.matrix = true;
+    c.tol = 2e-5;
+    out.push_back(std::move(c));
+  }
+}
+
+void AddTensorCases(Maker& m, std::vector<OpCase>& out) {
+  // Transpose
+  const std::vector<std::vector<int64_t>> perms = {{0, 2, 3, 4, 1}, {0, 4, 1, 2, 3}, {2, 0, 1}, {1, 0}, {0, 1, 3, 2}};
+  for (const auto& perm : perms) {
+    Shape x;
+    for (size_t a = 0; a < perm.size(); ++a) x.push_back(m.Int(1, 9));
+    Node node = MakeNode("Transpose", 1);
+    node.attrs.SetInts("perm", perm);
+    out.push_back(Case("tensor", "Transpose x" + Str(x) + " perm" + Str(perm), std::move(node), {m.Signed(x)}));
+  }
+  // Slice (opset 13 inputs), negative steps and indices included.
+  const Shape sx = {2, 7, 9, 8};
+  const std::vector<std::vector<std::vector<int64_t>>> slices = {  // starts, ends, axes, steps
+      {{1, 2}, {6, 100}, {1, 3}, {1, 2}},
+      {{-1}, {-100}, {2}, {-2}},
+      {{0, 1, 1}, {1, -1, 7}, {0, 1, -1}, {1, 3, 1}},
+      {{5}, {1}, {1}, {-1}}};
+  for (const auto& sl : slices) {
+    out.push_back(Case("tensor",
+                       "Slice x" + Str(sx) + " starts" + Str(sl[0]) + " ends" + Str(sl[1]) + " axes" + Str(sl[2]) +
+                           " steps" + Str(sl[3]),
+                       MakeNode("Slice", 5), {m.Signed(sx), I64(sl[0]), I64(sl[1]), I64(sl[2]), I64(sl[3])},
+                       {false, true, true, true, true}));
+  }
+  // Concat: the U-Net skip (channels) and other axes.
+  for (int64_t axis : {1, 1, -1, 0}) {
+    const Shape base = {2, 3, m.Int(1, 6), m.Int(1, 6), m.Int(1, 6)};
+    std::vector<Tensor> in;
+    std::string shapes;
+    for (int k = 0, n = static_cast<int>(m.Int(2, 3)); k < n; ++k) {
+      Shape s = base;
+      s[static_cast<size_t>(axis < 0 ? axis + 5 : axis)] = m.Int(1, 5);
+      in.push_back(m.Signed(s));
+      shapes += " " + Str(s);
+    }
+    Node node = MakeNode("Concat", in.size());
+    node.attrs.SetInt("axis", axis);
+    out.push_back(Case("tensor", "Concat axis " + std::to_string(axis) + shapes, std::move(node), std::move(in)));
+  }
+  // Reshape family.
+  {
+    const Shape x = {2, 3, 4, 5};
+    out.push_back(Case("tensor", "Reshape [2,3,4,5] -> [6,-1]", MakeNode("Reshape", 2), {m.Signed(x), I64({6, -1})},
+                       {false, true}));
+    Node flat = MakeNode("Flatten", 1);
+    flat.attrs.SetInt("axis", 2);
+    out.push_back(Case("tensor", "Flatten axis 2 x[2,3,4,5]", std::move(flat), {m.Signed(x)}));
+    out.push_back(Case("tensor", "Unsqueeze axes [0,3]", MakeNode("Unsqueeze", 2), {m.Signed(x), I64({0, 3})},
+                       {false, true}));
+    out.push_back(Case("tensor", "Squeeze axes [1]", MakeNode("Squeeze", 2), {m.Signed({4, 1, 5}), I64({1})},
+                       {false, true}));
+  }
+  // Pad (constant), with cropping; Expand.
+  for (int i = 0; i < 3; ++i) {
+    const Shape x = {1, 2, m.Int(3, 8), m.Int(3, 8), m.Int(3, 8)};
+    std::vector<int64_t> pads = {0, 0, m.Int(0, 2), m.Int(-1, 2), m.Int(0, 2), 0, 0, m.Int(0, 2), m.Int(0, 2),
+                                 m.Int(-1, 1)};
+    out.push_back(Case("tensor", "Pad x" + Str(x) + " pads" + Str(pads), MakeNode("Pad", 3),
+                       {m.Signed(x), I64(pads), Tensor::FromVector(std::vector<float>{m.Real(-1, 1)}, {}).value()},
+                       {false, true, true}));
+  }
+  out.push_back(Case("tensor", "Expand [3,1,5] -> [2,3,4,5]", MakeNode("Expand", 2), {m.Signed({3, 1, 5}),
+                                                                                      I64({2, 3, 4, 5})},
+                     {false, true}));
+}
+
+}  // namespace
+
+std::vector<OpCase> MakeCases(uint32_t seed) {
+  Maker m(seed);
+  std::vector<OpCase> cases;
+  AddConvCases(m, cases);
+  AddNormCases(m, cases);
+  AddUnaryCases(m, cases);
+  AddBinaryCases(m, cases);
+  AddResizeCases(m, cases);
+  AddPoolCases(m, cases);
+  AddSoftmaxArgCases(m, cases);
+  AddMatMulCases(m, cases);
+  AddTensorCases(m, cases);
+  return cases;
+}
+
+}  // namespace itkit::test::ops

@@ -1,0 +1,395 @@
+// itkit_backend_ops_test: every op of the CUDA backend against the CPU backend, in
+// FP32, TF32 and FP16 modes (skipped, with the reason, where CUDA is unavailable),
+// the CPU's optimised kernels against its reference loops, and end-to-end checks of
+// the CUDA backend inside a Session, of the sliding-window accumulator and of the
+// on-disk algorithm cache. See backend_ops_harness.h; ITKIT_OPS_VERBOSE=1 prints
+// every case, ITKIT_OPS_SEED / ITKIT_OPS_FILTER pick cases.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "backend_ops_harness.h"
+#include "cpu/conv_kernels.h"
+#include "cpu/cpu_backend.h"
+#include "cpu/matmul_kernels.h"
+#include "cpu/norm_kernels.h"
+#include "cpu/resize_kernels.h"
+#include "itkit/devices.h"
+#include "itkit/op_table.h"
+#include "itkit/session.h"
+#if ITKIT_HAVE_CUDA
+#include "itkit/cuda_accumulator.h"
+#include "itkit/cuda_backend.h"
+#endif
+
+namespace itkit::test::ops {
+namespace {
+
+const std::vector<OpCase>& Cases() {
+  static const std::vector<OpCase> cases = FilterFromEnv(MakeCases(SeedFromEnv()));
+  return cases;
+}
+
+Impl CpuImpl() {
+  Impl i;
+  i.name = "cpu";
+  i.backend = CreateCpuBackend();
+  i.matrix_tol = 1e-4;
+  return i;
+}
+
+// The CPU's plain reference loops, for the families that also have optimised kernels.
+Impl CpuReferenceImpl() {
+  Impl i;
+  i.name = "cpu-reference";
+  i.backend = CreateCpuBackend();
+  i.make = [](const NodeSignature& sig) -> Result<std::unique_ptr<OpKernel>> {
+    const std::string& op = sig.node->op_type;
+    if (op == "Conv" || op == "FusedConv") return cpu::CreateConvKernel(sig, false, cpu::ConvImpl::kReference);
+    if (op == "ConvTranspose") return cpu::CreateConvKernel(sig, true, cpu::ConvImpl::kReference);
+    if (op == "GroupNorm" || op == "InstanceNormalization" || op == "BatchNormalization")
+      return cpu::CreateNormKernel(sig, cpu::NormImpl::kReference);
+    if (op == "Resize") return cpu::CreateResizeKernel(sig, cpu::ResizeImpl::kReference);
+    if (op == "MatMul" || op == "Gemm") return cpu::CreateMatMulKernel(sig, cpu::MatMulImpl::kReference);
+    return Unsupported("no separate CPU reference kernel for ", op);
+  };
+  return i;
+}
+
+uint32_t Seed() { return SeedFromEnv(); }
+
+TEST(BackendOps, CpuKernelsMatchCpuReference) {
+  std::vector<OpCase> cases;
+  for (const OpCase& c : Cases())
+    if (c.family == "conv" || c.family == "norm" || c.family == "resize" || c.family == "matmul") cases.push_back(c);
+  const Summary s = RunAll(CpuImpl(), CpuReferenceImpl(), cases);
+  EXPECT_EQ(s.failed, 0) << "seed " << Seed() << "; first failure: " << (s.failures.empty() ? "" : s.failures[0]);
+}
+
+// Every case is well formed and the CPU (the reference of the CUDA tests) runs it:
+// otherwise the GPU comparisons would skip it silently.
+TEST(BackendOps, CpuRunsEveryCase) {
+  Impl cpu = CpuImpl();
+  cpu.name = "cpu-self";
+  const Summary s = RunAll(cpu, CpuImpl(), Cases());
+  EXPECT_EQ(s.failed, 0) << "first failure: " << (s.failures.empty() ? "" : s.failures[0]);
+  EXPECT_GT(s.passed, static_cast<int>(Cases().size() * 3 / 4));
+}
+
+struct CudaConfig {
+  const char* name;
+  bool fp16, tf32;
+  double matrix_tol;  // conv / matmul error bound in this precision
+};
+
+class CudaOps : public ::testing::TestWithParam<CudaConfig> {};
+
+TEST_P(CudaOps, MatchCpu) {
+  const CudaConfig& cfg = GetParam();
+  CudaBackendOptions o;
+  o.fp16 = cfg.fp16;
+  o.allow_tf32 = cfg.tf32;
+  o.autotune = false;  // cuDNN's heuristic pick: the op test plans hundreds of shapes
+  auto backend = CreateCudaBackend(o);
+  if (!backend.ok()) {
+    std::printf("%s: CUDA unavailable (%s): %zu cases skipped\n", cfg.name, backend.status().message().c_str(),
+                Cases().size());
+    GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
+  }
+  Impl impl;
+  impl.name = cfg.name;
+  impl.backend = *backend;
+  impl.matrix_tol = cfg.matrix_tol;
+  impl.require_support = true;
+  const Summary s = RunAll(impl, CpuImpl(), Cases());
+  EXPECT_EQ(s.failed, 0) << "seed " << Seed() << "; first failure: " << (s.failures.empty() ? "" : s.failures[0]);
+  EXPECT_GT(s.passed, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaOps,
+                         ::testing::Values(CudaConfig{"cuda-fp32", false, false, 2e-4},
+                                           CudaConfig{"cuda-tf32", false, true, 5e-3},
+                                           CudaConfig{"cuda-fp16", true, false, 1e-2}),
+                         [](const ::testing::TestParamInfo<CudaConfig>& info) {
+                           std::string n = info.param.name;
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+TEST(CudaBackend, UnavailableIsAStatusNotACrash) {
+  const DeviceReport report = QueryDevices();
+#if ITKIT_HAVE_CUDA
+  EXPECT_TRUE(report.cuda_built);
+#else
+  EXPECT_FALSE(report.cuda_built);
+#endif
+  auto backend = CreateCudaBackend(CudaBackendOptions{});
+  if (backend.ok()) {
+    EXPECT_TRUE(report.cuda_available);
+    EXPECT_EQ((*backend)->device(), DeviceKind::kCuda);
+    EXPECT_EQ((*backend)->name(), "cuda");
+  } else {
+    std::printf("CUDA unavailable: %s\n", backend.status().message().c_str());
+    EXPECT_EQ(backend.status().code(), StatusCode::kUnavailable);
+    EXPECT_FALSE(backend.status().message().empty());
+    EXPECT_FALSE(report.cuda_available);
+    EXPECT_FALSE(report.cuda_unavailable_reason.empty());
+  }
+  CudaBackendOptions bad;
+  bad.device = 1000;
+  EXPECT_FALSE(CreateCudaBackend(bad).ok());
+}
+
+// ---- a small U-Net block through the Session: placement, copies, uploads, fusions ------
+
+Tensor RandomF32(Shape shape, std::mt19937& rng, float scale = 1.0f) {
+  std::uniform_real_distribution<float> mag(0.1f, 1.0f);
+  Tensor t = Tensor::Allocate(DType::kF32, std::move(shape)).value();
+  for (int64_t i = 0; i < t.size(); ++i) t.data<float>()[i] = scale * mag(rng) * (rng() & 1 ? 1.0f : -1.0f);
+  return t;
+}
+
+Node GraphNode(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
+  Node n;
+  n.name = out[0] + "_node";
+  n.op_type = op;
+  n.inputs = std::move(in);
+  n.outputs = std::move(out);
+  return n;
+}
+
+Model UNetBlockModel() {
+  std::mt19937 rng(7);
+  Model m;
+  m.source = "<unet block>";
+  Graph& g = m.graph;
+  g.opsets[""] = 17;
+  ValueInfo in;
+  in.name = "x";
+  in.dtype = DType::kF32;
+  in.has_shape = true;
+  for (int64_t d : {2, 2, 16, 16, 16}) in.dims.push_back(Dim{d, ""});
+  g.inputs.push_back(in);
+  auto conv = [&](const std::string& x, const std::string& y, int64_t cin, int64_t cout, int64_t k, int64_t s,
+                  int64_t p) {
+    g.initializers[y + "_w"] = RandomF32({cout, cin, k, k, k}, rng, 1.0f / std::sqrt(static_cast<float>(cin * k * k * k)));
+    g.initializers[y + "_b"] = RandomF32({cout}, rng, 0.2f);
+    Node n = GraphNode("Conv", {x, y + "_w", y + "_b"}, {y});
+    n.attrs.SetInts("kernel_shape", {k, k, k});
+    n.attrs.SetInts("strides", {s, s, s});
+    n.attrs.SetInts("pads", {p, p, p, p, p, p});
+    g.nodes.push_back(n);
+  };
+  auto norm_act = [&](const std::string& x, const std::string& y, int64_t c) {
+    g.initializers[y + "_s"] = RandomF32({c}, rng);
+    g.initializers[y + "_t"] = RandomF32({c}, rng, 0.2f);
+    g.nodes.push_back(GraphNode("InstanceNormalization", {x, y + "_s", y + "_t"}, {y + "_n"}));
+    Node act = GraphNode("LeakyRelu", {y + "_n"}, {y});
+    act.attrs.SetFloat("alpha", 0.01f);
+    g.nodes.push_back(act);
+  };
+  conv("x", "c1", 2, 8, 3, 1, 1);
+  norm_act("c1", "a1", 8);
+  conv("a1", "c2", 8, 16, 3, 2, 1);
+  norm_act("c2", "a2", 16);
+  g.initializers["up_w"] = RandomF32({16, 8, 2, 2, 2}, rng, 0.25f);
+  g.initializers["up_b"] = RandomF32({8}, rng, 0.2f);
+  Node up = GraphNode("ConvTranspose", {"a2", "up_w", "up_b"}, {"up"});
+  up.attrs.SetInts("kernel_shape", {2, 2, 2});
+  up.attrs.SetInts("strides", {2, 2, 2});
+  g.nodes.push_back(up);
+  Node cat = GraphNode("Concat", {"up", "a1"}, {"cat"});
+  cat.attrs.SetInt("axis", 1);
+  g.nodes.push_back(cat);
+  conv("cat", "logits", 16, 3, 1, 1, 0);
+  Node sm = GraphNode("Softmax", {"logits"}, {"prob"});
+  sm.attrs.SetInt("axis", 1);
+  g.nodes.push_back(sm);
+  Node am = GraphNode("ArgMax", {"logits"}, {"label"});
+  am.attrs.SetInt("axis", 1);
+  am.attrs.SetInt("keepdims", 0);
+  g.nodes.push_back(am);
+  g.outputs.push_back(ValueInfo{"prob", DType::kF32, false, {}});
+  g.outputs.push_back(ValueInfo{"label", DType::kI64, false, {}});
+  return m;
+}
+
+TEST(CudaSession, UNetBlockMatchesCpu) {
+  for (bool fp16 : {false, true}) {
+    CudaBackendOptions o;
+    o.fp16 = fp16;
+    auto cuda = CreateCudaBackend(o);
+    if (!cuda.ok()) GTEST_SKIP() << "CUDA unavailable: " << cuda.status().message();
+    std::mt19937 rng(11);
+    const Tensor x = RandomF32({2, 2, 16, 16, 16}, rng);
+    auto cpu_session = Session::Create(UNetBlockModel());
+    ASSERT_TRUE(cpu_session.ok()) << cpu_session.status().ToString();
+    SessionOptions so;
+    so.backends.push_back(*cuda);
+    auto gpu_session = Session::Create(UNetBlockModel(), so);
+    ASSERT_TRUE(gpu_session.ok()) << gpu_session.status().ToString();
+    auto expected = (*cpu_session)->Run(std::vector<Tensor>{x});
+    ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+    for (int run = 0; run < 2; ++run) {  // the second run reuses the plan (and the uploaded weights)
+      auto got = (*gpu_session)->Run(std::vector<Tensor>{x});
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      const Tensor& p = (*got)[0];
+      const Tensor& q = (*expected)[0];
+      ASSERT_EQ(p.shape(), q.shape());
+      double d2 = 0, r2 = 0;
+      for (int64_t i = 0; i < q.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(p.data<float>()[i])) << "element " << i;
+        const double d = p.data<float>()[i] - q.data<float>()[i];
+        d2 += d * d;
+        r2 += static_cast<double>(q.data<float>()[i]) * q.data<float>()[i];
+      }
+      EXPECT_LE(std::sqrt(d2 / r2), fp16 ? 1e-2 : 1e-4) << (fp16 ? "fp16" : "fp32");
+      int64_t differ = 0;
+      for (int64_t i = 0; i < (*expected)[1].size(); ++i)
+        differ += (*got)[1].data<int64_t>()[i] != (*expected)[1].data<int64_t>()[i];
+      EXPECT_LE(static_cast<double>(differ) / static_cast<double>((*expected)[1].size()), fp16 ? 1e-2 : 1e-3);
+    }
+    auto stats = (*gpu_session)->StatsFor({x.shape()});
+    ASSERT_TRUE(stats.ok());
+    EXPECT_GE(stats->steps_per_backend["cuda"], 8u) << "the block's ops should all run on the GPU";
+  }
+}
+
+#if ITKIT_HAVE_CUDA
+// ---- sliding-window accumulation ---------------------------------------------------------
+
+TEST(CudaAccumulator, MatchesHostBlending) {
+  auto backend = CreateCudaBackend(CudaBackendOptions{});
+  if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
+  cuda::AccumulatorOptions o;
+  o.num_classes = 4;
+  o.volume = {20, 24, 28};
+  o.patch = {8, 12, 16};
+  auto acc = cuda::SlidingWindowAccumulator::Create(o, *backend);
+  ASSERT_TRUE(acc.ok()) << acc.status().ToString();
+  const std::vector<float> w = cuda::DefaultWindowWeights(o.patch, o.blend, o.sigma_scale);
+  const int64_t V = 20 * 24 * 28, P = 8 * 12 * 16;
+  std::vector<double> sums(static_cast<size_t>(4 * V), 0.0), wsum(static_cast<size_t>(V), 0.0);
+  std::mt19937 rng(3);
+  // Overlapping windows, some reaching outside the volume; batches of 2 (f32) and 1 (f16, on the device).
+  const std::vector<std::array<int64_t, 3>> origins = {{0, 0, 0},   {4, 6, 8},   {12, 12, 12}, {-3, 15, 20},
+                                                       {10, -5, 0}, {14, 18, 14}, {6, 0, 12},  {0, 12, 0}};
+  for (size_t k = 0; k < origins.size(); k += 2) {
+    const bool device_half = k == 6;
+    Tensor logits = RandomF32({2, 4, 8, 12, 16}, rng, 3.0f);
+    for (size_t b = 0; b < 2; ++b) {
+      const auto& org = origins[k + b];
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t z = org[0] + p / (12 * 16), y = org[1] + (p / 16) % 12, xx = org[2] + p % 16;
+        if (z < 0 || z >= 20 || y < 0 || y >= 24 || xx < 0 || xx >= 28) continue;
+        const int64_t v = (z * 24 + y) * 28 + xx;
+        for (int64_t c = 0; c < 4; ++c) {
+          float value = logits.data<float>()[(static_cast<int64_t>(b) * 4 + c) * P + p];
+          if (device_half) value = HalfToFloat(FloatToHalf(value));
+          sums[static_cast<size_t>(c * V + v)] += w[static_cast<size_t>(p)] * value;
+        }
+        wsum[static_cast<size_t>(v)] += w[static_cast<size_t>(p)];
+      }
+    }
+    std::vector<std::array<int64_t, 3>> batch = {origins[k], origins[k + 1]};
+    if (device_half) {
+      Tensor half = Tensor::Allocate(DType::kF16, logits.shape()).value();
+      for (int64_t i = 0; i < logits.size(); ++i) half.data<uint16_t>()[i] = FloatToHalf(logits.data<float>()[i]);
+      auto buf = (*backend)->Allocate(half.bytes());
+      ASSERT_TRUE(buf.ok());
+      Tensor dev = Tensor::Wrap(DType::kF16, half.shape(), buf->owner, buf->data, DeviceKind::kCuda);
+      ASSERT_TRUE((*backend)->CopyFromHost(half, dev).ok());
+      ASSERT_TRUE((*acc)->Accumulate(dev, batch).ok());
+    } else {
+      ASSERT_TRUE((*acc)->Accumulate(logits, batch).ok());
+    }
+  }
+  auto labels = (*acc)->ArgMax(DType::kU8);
+  ASSERT_TRUE(labels.ok()) << labels.status().ToString();
+  auto mean = (*acc)->AveragedLogits();
+  ASSERT_TRUE(mean.ok()) << mean.status().ToString();
+  int64_t differ = 0;
+  double d2 = 0, r2 = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    int64_t best = 0;
+    for (int64_t c = 1; c < 4; ++c)
+      if (sums[static_cast<size_t>(c * V + v)] > sums[static_cast<size_t>(best * V + v)]) best = c;
+    differ += labels->data<uint8_t>()[v] != best;
+    for (int64_t c = 0; c < 4; ++c) {
+      const double ref = wsum[static_cast<size_t>(v)] > 0 ? sums[static_cast<size_t>(c * V + v)] / wsum[static_cast<size_t>(v)] : 0;
+      const double d = mean->data<float>()[c * V + v] - ref;
+      d2 += d * d;
+      r2 += ref * ref;
+    }
+  }
+  EXPECT_LE(static_cast<double>(differ) / static_cast<double>(V), 1e-3);
+  EXPECT_LE(std::sqrt(d2 / std::max(r2, 1e-30)), 1e-5);
+  ASSERT_TRUE((*acc)->Reset().ok());
+  auto cleared = (*acc)->ArgMax(DType::kI32);
+  ASSERT_TRUE(cleared.ok());
+  for (int64_t v = 0; v < V; ++v) ASSERT_EQ(cleared->data<int32_t>()[v], 0);
+}
+
+// ---- the on-disk algorithm cache survives a restart ----------------------------------------
+
+int64_t CountLines(const std::string& path) {
+  std::ifstream in(path);
+  int64_t n = 0;
+  for (std::string line; std::getline(in, line);) n += !line.empty();
+  return n;
+}
+
+Result<std::unique_ptr<OpKernel>> CreateConvKernelOn(Backend& backend, const Node& node, const Tensor& x,
+                                                     const Tensor& w) {
+  ValueDesc dx{x.dtype(), x.shape(), nullptr}, dw{w.dtype(), w.shape(), &w};
+  ShapeContext sctx(node, {&dx, &dw}, 17);
+  ITKIT_RETURN_IF_ERROR(InferNodeShapes(sctx));
+  NodeSignature sig;
+  sig.node = &node;
+  sig.inputs = {dx, dw};
+  sig.outputs = sctx.outputs();
+  sig.opset = 17;
+  return backend.CreateKernel(sig);
+}
+
+TEST(CudaTuning, AlgorithmCacheIsReusedAfterRestart) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("itkit_tuning_" + std::to_string(std::random_device{}()))).string();
+  Node node;
+  node.name = "conv";
+  node.op_type = "Conv";
+  node.inputs = {"x", "w"};
+  node.outputs = {"y"};
+  node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
+  std::mt19937 rng(5);
+  const Tensor x = RandomF32({1, 16, 24, 24, 24}, rng), w = RandomF32({16, 16, 3, 3, 3}, rng, 0.1f);
+  for (bool fp16 : {false, true}) {
+    int64_t lines_after_first = -1;
+    for (int restart = 0; restart < 2; ++restart) {
+      CudaBackendOptions o;
+      o.fp16 = fp16;
+      o.tuning_cache_dir = dir;
+      auto backend = CreateCudaBackend(o);
+      if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
+      auto kernel = CreateConvKernelOn(**backend, node, x, w);
+      ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
+      const int64_t lines = CountLines(dir + "/cudnn_algos.tsv");
+      if (restart == 0) {
+        EXPECT_GE(lines, 1);
+        lines_after_first = lines;
+      } else {
+        EXPECT_EQ(lines, lines_after_first) << "a restarted backend tuned the same convolution again";
+      }
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+#endif  // ITKIT_HAVE_CUDA
+
+}  // namespace
+}  // namespace itkit::test::ops

@@ -1,0 +1,245 @@
+// Host-side checks of the CUDA backend's code that need no GPU: the scalar math the
+// kernels run (kernel_math.h: Resize coordinates against the CPU reference's
+// ComputeAxisTaps, pooling tap counts, Welford merges, activations against the CPU's),
+// the strided-copy planning (layout_utils) and the algorithm cache file format.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "cpu/fused_activation.h"
+#include "cpu/resize_kernels.h"
+#include "cuda/kernel_math.h"
+#include "cuda/layout_utils.h"
+#include "cuda/tuning_cache.h"
+#if ITKIT_HAVE_CUDA
+#include "itkit/cuda_accumulator.h"
+#endif
+
+namespace itkit::cuda {
+namespace {
+
+// Interpolates a random 1-D signal with the GPU's taps and with the CPU reference's.
+TEST(CudaKernelMath, ResizeTapsMatchCpuReference) {
+  std::mt19937 rng(42);
+  const CoordMode modes[] = {CoordMode::kHalfPixel, CoordMode::kPytorchHalfPixel, CoordMode::kAlignCorners,
+                             CoordMode::kAsymmetric, CoordMode::kTfHalfPixelForNn};
+  const cpu::ResizeParams::Coord cpu_modes[] = {
+      cpu::ResizeParams::Coord::kHalfPixel, cpu::ResizeParams::Coord::kPytorchHalfPixel,
+      cpu::ResizeParams::Coord::kAlignCorners, cpu::ResizeParams::Coord::kAsymmetric,
+      cpu::ResizeParams::Coord::kTfHalfPixelForNn};
+  const NearestMode nearest[] = {NearestMode::kRoundPreferFloor, NearestMode::kRoundPreferCeil, NearestMode::kFloor,
+                                 NearestMode::kCeil};
+  const cpu::ResizeParams::Nearest cpu_nearest[] = {
+      cpu::ResizeParams::Nearest::kRoundPreferFloor, cpu::ResizeParams::Nearest::kRoundPreferCeil,
+      cpu::ResizeParams::Nearest::kFloor, cpu::ResizeParams::Nearest::kCeil};
+  int checked = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const int64_t in = std::uniform_int_distribution<int64_t>(1, 12)(rng);
+    const bool by_size = trial % 2;
+    const double scales[] = {2.0, 0.5, 1.5, 3.0, 1.0, 0.75};
+    int64_t out = 0;
+    double scale = 0;
+    if (by_size) {
+      out = std::uniform_int_distribution<int64_t>(1, 20)(rng);
+      scale = static_cast<double>(out) / static_cast<double>(in);
+    } else {
+      scale = static_cast<double>(static_cast<float>(scales[trial % 6]));
+      out = static_cast<int64_t>(std::floor(static_cast<double>(in) * scale));
+      if (out == 0) continue;
+    }
+    const int m = trial % 5, nm = (trial / 5) % 4;
+    for (bool linear : {false, true}) {
+      cpu::ResizeParams p;
+      p.mode = linear ? cpu::ResizeParams::Mode::kLinear : cpu::ResizeParams::Mode::kNearest;
+      p.coord = cpu_modes[m];
+      p.nearest = cpu_nearest[nm];
+      p.in = {in};
+      p.out = {out};
+      p.scales = {scale};
+      std::vector<double> signal(static_cast<size_t>(in));
+      for (double& v : signal) v = std::uniform_real_distribution<double>(-1, 1)(rng);
+      for (int64_t o = 0; o < out; ++o) {
+        const cpu::AxisTaps t = cpu::ComputeAxisTaps(p, 0, o);
+        double expected = 0;
+        for (int k = 0; k < t.count; ++k) expected += t.weight[k] * signal[static_cast<size_t>(t.index[k])];
+        const double coord = ResizeSourceCoord(o, modes[m], scale, in, scale * static_cast<double>(in));
+        double got = 0;
+        if (linear) {
+          const LinearTaps lt = LinearTapsFor(coord, in);
+          got = (1.0 - lt.w1) * signal[static_cast<size_t>(lt.i0)] + lt.w1 * signal[static_cast<size_t>(lt.i1)];
+        } else {
+          got = signal[static_cast<size_t>(NearestIndex(coord, nearest[nm], in))];
+        }
+        ASSERT_NEAR(got, expected, 1e-6) << "in " << in << " out " << out << " scale " << scale << " mode " << m
+                                         << " nearest " << nm << " linear " << linear << " at " << o;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 1000);
+}
+
+TEST(CudaKernelMath, PoolTapCounts) {
+  // in 5, k 3, stride 2, pads (1, 1): windows [-1,1], [1,3], [3,5].
+  EXPECT_EQ(PoolTapsFor(0, 5, 3, 2, 1, 1, 1).valid, 2);
+  EXPECT_EQ(PoolTapsFor(0, 5, 3, 2, 1, 1, 1).padded, 3);
+  EXPECT_EQ(PoolTapsFor(1, 5, 3, 2, 1, 1, 1).valid, 3);
+  EXPECT_EQ(PoolTapsFor(2, 5, 3, 2, 1, 1, 1).valid, 2);
+  EXPECT_EQ(PoolTapsFor(2, 5, 3, 2, 1, 1, 1).padded, 3);
+  // ceil_mode overhang: in 6, k 3, s 2, no pads, output 3 -> window [4, 6] has one tap past the end.
+  EXPECT_EQ(PoolTapsFor(2, 6, 3, 2, 1, 0, 0).valid, 2);
+  EXPECT_EQ(PoolTapsFor(2, 6, 3, 2, 1, 0, 0).padded, 2);
+  // Dilation 2: taps at -1, 1, 3 of in 4 with pad 1.
+  EXPECT_EQ(PoolTapsFor(0, 4, 3, 1, 2, 1, 1).valid, 2);
+}
+
+TEST(CudaKernelMath, WelfordMergeIsStable) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> noise(0.0f, 0.01f);
+  std::vector<float> data(100000);
+  for (float& v : data) v = 1000.0f + noise(rng);  // large mean, tiny variance
+  double mean = 0;
+  for (float v : data) mean += v;
+  mean /= static_cast<double>(data.size());
+  double var = 0;
+  for (float v : data) var += (v - mean) * (v - mean);
+  var /= static_cast<double>(data.size());
+  // 97 uneven partials merged pairwise, as the kernels merge blocks.
+  std::vector<Welford> parts(97);
+  for (size_t i = 0; i < data.size(); ++i) WelfordAdd(parts[(i * 7919) % parts.size()], data[i]);
+  Welford all;
+  for (const Welford& p : parts) all = WelfordMerge(all, p);
+  EXPECT_EQ(all.count, static_cast<float>(data.size()));
+  EXPECT_NEAR(all.mean, mean, 1e-3);
+  EXPECT_NEAR(all.m2 / all.count, var, 0.02 * var);
+}
+
+TEST(CudaKernelMath, ActivationsMatchCpu) {
+  const std::pair<Act, cpu::ActKind> kinds[] = {{Act::kNone, cpu::ActKind::kNone},       {Act::kRelu, cpu::ActKind::kRelu},
+                                                {Act::kLeakyRelu, cpu::ActKind::kLeakyRelu}, {Act::kSigmoid, cpu::ActKind::kSigmoid},
+                                                {Act::kTanh, cpu::ActKind::kTanh},       {Act::kGelu, cpu::ActKind::kGelu}};
+  for (const auto& [gpu, cpu_kind] : kinds) {
+    cpu::Activation a;
+    a.kind = cpu_kind;
+    a.alpha = 0.13f;
+    for (float x = -6.0f; x <= 6.0f; x += 0.37f)
+      EXPECT_NEAR(ApplyAct(x, gpu, 0.13f), cpu::ApplyActivation(a, x), 1e-6f) << static_cast<int>(gpu) << " at " << x;
+  }
+}
+
+// ---- strided planning ---------------------------------------------------------------
+
+TEST(CudaLayout, CollapsePreservesOffsets) {
+  std::mt19937 rng(9);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int rank = std::uniform_int_distribution<int>(1, 6)(rng);
+    Shape out, a, b;
+    for (int d = 0; d < rank; ++d) {
+      const int64_t n = std::uniform_int_distribution<int64_t>(1, 4)(rng);
+      out.push_back(n);
+      a.push_back(rng() % 3 == 0 ? 1 : n);
+      b.push_back(rng() % 3 == 0 ? 1 : n);
+    }
+    if (rng() % 2) a.erase(a.begin());  // lower-rank operand
+    StridedPlan plan;
+    plan.dims = out;
+    plan.strides = {BroadcastStrides(a, out), BroadcastStrides(b, out)};
+    const StridedPlan collapsed = Collapse(plan);
+    EXPECT_LE(collapsed.dims.size(), plan.dims.size());
+    const int64_t n = ElementCount(out);
+    for (int64_t i = 0; i < n; ++i)
+      for (size_t op = 0; op < 2; ++op)
+        ASSERT_EQ(OffsetOf(collapsed, op, i), OffsetOf(plan, op, i)) << "trial " << trial << " element " << i;
+  }
+  // Same shapes collapse to one axis; a per-channel operand to three.
+  StridedPlan same;
+  same.dims = {2, 3, 4, 5};
+  same.strides = {ContiguousStrides(same.dims), ContiguousStrides(same.dims)};
+  EXPECT_EQ(Collapse(same).dims, (std::vector<int64_t>{120}));
+  StridedPlan channel;
+  channel.dims = {2, 3, 4, 5, 6};
+  channel.strides = {ContiguousStrides(channel.dims), BroadcastStrides({1, 3, 1, 1, 1}, channel.dims)};
+  EXPECT_EQ(Collapse(channel).dims, (std::vector<int64_t>{2, 3, 120}));
+}
+
+// ---- the algorithm cache file --------------------------------------------------------------
+
+TEST(CudaTuningCache, FileRoundTripAndBadLines) {
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("itkit_cache_test_" + std::to_string(std::random_device{}())))
+                              .string();
+  {
+    TuningCache cache(dir);
+    ASSERT_TRUE(cache.Load().ok());
+    EXPECT_EQ(cache.size(), 0u);
+    ASSERT_TRUE(cache.Insert("NVIDIA H100|sm90|fwd|n1", TunedAlgo{1, 3, 4096}).ok());
+    ASSERT_TRUE(cache.Insert("NVIDIA H100|sm90|dgrad|n1", TunedAlgo{5, 1, 0}).ok());
+    ASSERT_TRUE(cache.Insert("NVIDIA H100|sm90|fwd|n1", TunedAlgo{2, 1, 8192}).ok());  // re-tuned: last wins
+    EXPECT_FALSE(cache.Insert("bad\tkey", TunedAlgo{}).ok());
+  }
+  {
+    std::ofstream garbage(dir + "/" + TuningCache::kFileName, std::ios::app);
+    garbage << "truncated line without tabs\n" << "k\tx\t1\t2\n" << "# comment\n" << "k2\t1\t2\n";
+  }
+  TuningCache reloaded(dir);
+  auto n = reloaded.Load();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 3u);
+  EXPECT_EQ(reloaded.size(), 2u);
+  auto fwd = reloaded.Find("NVIDIA H100|sm90|fwd|n1");
+  ASSERT_TRUE(fwd.has_value());
+  EXPECT_EQ(fwd->algo, 2);
+  EXPECT_EQ(fwd->math_type, 1);
+  EXPECT_EQ(fwd->workspace_bytes, 8192u);
+  EXPECT_FALSE(reloaded.Find("k").has_value());
+  auto parsed = TuningCache::ParseLine(TuningCache::FormatLine("key", TunedAlgo{7, 2, 123}));
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(parsed->first, "key");
+  EXPECT_EQ(parsed->second.algo, 7);
+  TuningCache memory_only("");
+  EXPECT_TRUE(memory_only.Insert("k", TunedAlgo{}).ok());
+  EXPECT_TRUE(memory_only.path().empty());
+  std::filesystem::remove_all(dir);
+}
+
+#if ITKIT_HAVE_CUDA
+TEST(CudaAccumulatorWeights, GaussianIsSeparableSymmetricAndPositive) {
+  const std::array<int64_t, 3> patch = {8, 12, 16};
+  const std::vector<float> g = DefaultWindowWeights(patch, "gaussian", 0.125);
+  ASSERT_EQ(g.size(), 8u * 12u * 16u);
+  float peak = 0;
+  for (float v : g) {
+    EXPECT_GT(v, 0.0f);
+    peak = std::max(peak, v);
+  }
+  EXPECT_NEAR(peak, 1.0f, 1e-6f);
+  auto at = [&](int64_t z, int64_t y, int64_t x) { return g[static_cast<size_t>((z * 12 + y) * 16 + x)]; };
+  EXPECT_FLOAT_EQ(at(0, 0, 0), at(7, 11, 15));  // symmetric
+  EXPECT_NEAR(at(2, 3, 4) * at(3, 5, 7), at(2, 5, 4) * at(3, 3, 7), 1e-6f);  // separable
+  EXPECT_LT(at(0, 0, 0), at(4, 6, 8));
+  for (float v : DefaultWindowWeights(patch, "constant", 0.125)) EXPECT_EQ(v, 1.0f);
+}
+
+TEST(CudaAccumulatorWeights, CreateRejectsBadOptions) {
+  AccumulatorOptions o;
+  o.num_classes = 3;
+  o.volume = {10, 10, 10};
+  o.patch = {4, 4, 4};
+  o.weights = std::vector<float>(64, 1.0f);
+  o.weights[5] = 0.0f;
+  auto acc = SlidingWindowAccumulator::Create(o);
+  ASSERT_FALSE(acc.ok());
+  EXPECT_EQ(acc.status().code(), StatusCode::kInvalidArgument);
+  o.weights.clear();
+  auto maybe = SlidingWindowAccumulator::Create(o);  // valid: created, or Unavailable without a GPU
+  if (!maybe.ok()) {
+    EXPECT_EQ(maybe.status().code(), StatusCode::kUnavailable) << maybe.status().ToString();
+  }
+}
+#endif
+
+}  // namespace
+}  // namespace itkit::cuda
