@@ -3,6 +3,8 @@
 # conformance data (libonnx-testdata). Crashes land in fuzz-artifacts/onnx_importer/;
 # copy the interesting ones to tests/regression/onnx_importer/ (unit-tested).
 #   fuzz/run_onnx_importer_fuzz.sh BUILD_DIR [SECONDS] [extra libFuzzer flags...]
+# ITKIT_FUZZ_BIN overrides the binary (default BUILD_DIR/fuzz/onnx_importer_fuzz). To
+# keep going past crashes and collect them all: ... 900 -fork=1 -ignore_crashes=1
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:?usage: $0 BUILD_DIR [SECONDS] [libFuzzer flags]}"

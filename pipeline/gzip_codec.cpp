@@ -98,4 +98,26 @@ Result<std::vector<uint8_t>> GzipCompress(const uint8_t* in, size_t n, int level
 
 #endif
 
+Result<std::vector<std::vector<uint8_t>>> GzipMembers(const uint8_t* in, size_t n, int level, ThreadPool* pool) {
+  const size_t threads = pool != nullptr ? static_cast<size_t>(pool->size()) : 1;
+  const size_t min_chunk = size_t{16} << 20;
+  const size_t chunks = std::max<size_t>(1, std::min(threads, n / min_chunk));
+  const size_t chunk = (n + chunks - 1) / chunks;
+  std::vector<std::vector<uint8_t>> members(chunks);
+  std::vector<Status> errors(chunks);
+  ParallelFor(pool, static_cast<int64_t>(chunks), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const size_t begin = static_cast<size_t>(i) * chunk, len = std::min(chunk, n - begin);
+      auto m = GzipCompress(in + begin, len, level);
+      if (m.ok()) {
+        members[static_cast<size_t>(i)] = std::move(m).value();
+      } else {
+        errors[static_cast<size_t>(i)] = m.status();
+      }
+    }
+  });
+  for (const Status& s : errors) ITKIT_RETURN_IF_ERROR(s);
+  return members;
+}
+
 }  // namespace itkit::pipeline

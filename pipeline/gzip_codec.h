@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "itkit/status.h"
+#include "itkit/thread_pool.h"
 
 namespace itkit::pipeline {
 
@@ -16,5 +17,10 @@ Result<size_t> GunzipInto(const uint8_t* in, size_t n, uint8_t* out, size_t cap)
 
 // One gzip member of `in` at `level` (1 fastest .. 9).
 Result<std::vector<uint8_t>> GzipCompress(const uint8_t* in, size_t n, int level);
+
+// `in` as consecutive gzip members of at least 16 MiB compressed in parallel; their
+// concatenation is one valid gzip file (RFC 1952 §2.2) that zlib, Python and ITK
+// read whole.
+Result<std::vector<std::vector<uint8_t>>> GzipMembers(const uint8_t* in, size_t n, int level, ThreadPool* pool);
 
 }  // namespace itkit::pipeline

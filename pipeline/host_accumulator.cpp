@@ -55,6 +55,12 @@ void ArgmaxStep(float* best, uint16_t* arg, const float* s, int c, int64_t n) {
   ArgmaxStep16(best, arg, s, static_cast<uint16_t>(c), n);
 }
 
+constexpr int64_t kPrefetchRows = 2;
+
+void Prefetch(const float* row, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(row + i, 1, 3);
+}
+
 class HostAccumulator final : public Accumulator {
  public:
   HostAccumulator(const AccumulatorSpec& spec, ThreadPool* pool, Buffer<float> sums, int64_t ring)
@@ -117,6 +123,9 @@ class HostAccumulator final : public Accumulator {
         for (int64_t y = 0; y < p[1]; ++y) {
           float* d = Row(c, start[0] + z, start[1] + y) + start[2];
           const float* s = src + (cz * p[1] + y) * p[2];
+          // Rows are a grid row apart: the hardware prefetcher does not follow them,
+          // and waiting for each row's lines made this loop latency-bound (~2x).
+          if (y + kPrefetchRows < p[1]) Prefetch(d + kPrefetchRows * spec_.grid[2], p[2]);
           if (!spec_.gaussian) {
             AddRow(d, s, p[2]);
           } else {

@@ -2,11 +2,7 @@
 // any voxel is allocated), then the voxels converted to float by ITK's reader.
 #include "image_io.h"
 
-#include <unistd.h>
-
-#include <atomic>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <string>
 
@@ -22,7 +18,7 @@
 #include <itkVectorImage.h>
 
 #include "data_check.h"
-#include "gzip_codec.h"
+#include "nifti_gz_writer.h"
 #include "nifti_fast.h"
 #include "dicom_series.h"
 #include "itkit/tensor.h"
@@ -188,35 +184,6 @@ Status Write(ImageType* image, const std::string& path, int compression_level) {
   return Status::Ok();
 }
 
-// ITK 5.2's NIfTI writer ignores the compression level (zlib's default, slow on an
-// 80M-voxel label map) and deflates through zlib's stream. So ITK writes the .nii
-// uncompressed (its header logic unchanged) next to the target, and we gzip it whole.
-template <typename WriteFn>
-Status WriteNiftiGz(const std::string& path, int level, WriteFn write_uncompressed) {
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = StrCat(path, ".", ::getpid(), ".", counter++, ".tmp.nii");
-  struct Remove {
-    std::string p;
-    ~Remove() { std::error_code ec; std::filesystem::remove(p, ec); }
-  } cleanup{tmp};
-  ITKIT_RETURN_IF_ERROR(write_uncompressed(tmp));
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(tmp, ec);
-  if (ec) return IoError(path, ": ", ec.message());
-  ITKIT_ASSIGN_OR_RETURN(Buffer<uint8_t> raw, Buffer<uint8_t>::Allocate(static_cast<int64_t>(size)));
-  {
-    std::ifstream in(tmp, std::ios::binary);
-    in.read(reinterpret_cast<char*>(raw.data()), static_cast<std::streamsize>(size));
-    if (static_cast<uintmax_t>(in.gcount()) != size) return IoError(path, ": could not read back ", tmp);
-  }
-  ITKIT_ASSIGN_OR_RETURN(std::vector<uint8_t> packed, GzipCompress(raw.data(), size, level));
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(packed.data()), static_cast<std::streamsize>(packed.size()));
-  out.close();
-  if (!out) return IoError(path, ": write failed");
-  return Status::Ok();
-}
-
 }  // namespace
 
 void RegisterImageIOs() {
@@ -269,22 +236,26 @@ bool IsWritableImagePath(const std::string& path) {
 
 template <typename T>
 Status WriteLabelImage(const std::string& path, const Geometry& g, const T* labels,
-                       const MetaData& metadata, int compression_level) {
+                       const MetaData& metadata, int compression_level, ThreadPool* pool) {
   RegisterImageIOs();
   if (!IsWritableImagePath(path)) return InvalidArgument(path, ": no image format for this file name");
-  try {
+  // Borrows the caller's buffer (ITK must not free it); `geometry` may cover only
+  // the first slices (the NIfTI header trick).
+  auto write = [&](const std::string& file, const Geometry& geometry, int level) -> Status {
     using Img = itk::Image<T, 3>;
     auto image = Img::New();
-    SetGeometry(image.GetPointer(), g);
-    // Borrow the caller's buffer; ITK must not free it.
+    SetGeometry(image.GetPointer(), geometry);
     image->GetPixelContainer()->SetImportPointer(const_cast<T*>(labels),
-                                                 static_cast<itk::SizeValueType>(g.voxels()), false);
+                                                 static_cast<itk::SizeValueType>(geometry.voxels()), false);
     for (const auto& [key, value] : metadata)
       itk::EncapsulateMetaData<std::string>(image->GetMetaDataDictionary(), key, value);
+    return Write(image.GetPointer(), file, level);
+  };
+  try {
     if (EndsWith(path, ".nii.gz") && compression_level > 0)
-      return WriteNiftiGz(path, compression_level,
-                          [&](const std::string& tmp) { return Write(image.GetPointer(), tmp, 0); });
-    return Write(image.GetPointer(), path, compression_level);
+      return WriteNiftiGz(path, g, labels, sizeof(T), compression_level, pool,
+                          [&](const std::string& file, const Geometry& geometry) { return write(file, geometry, 0); });
+    return write(path, g, compression_level);
   } catch (const itk::ExceptionObject& e) {
     return IoError(path, ": ", e.GetDescription());
   } catch (const std::exception& e) {
@@ -293,25 +264,40 @@ Status WriteLabelImage(const std::string& path, const Geometry& g, const T* labe
 }
 
 template Status WriteLabelImage<uint8_t>(const std::string&, const Geometry&, const uint8_t*,
-                                         const MetaData&, int);
+                                         const MetaData&, int, ThreadPool*);
 template Status WriteLabelImage<uint16_t>(const std::string&, const Geometry&, const uint16_t*,
-                                          const MetaData&, int);
+                                          const MetaData&, int, ThreadPool*);
 
-Status WriteVectorImage(const std::string& path, const Geometry& g, const float* data,
-                        int components, int compression_level) {
+Status WriteVectorImage(const std::string& path, const Geometry& g, const float* planes, int components,
+                        int compression_level, ThreadPool* pool) {
   RegisterImageIOs();
   if (!IsWritableImagePath(path)) return InvalidArgument(path, ": no image format for this file name");
-  try {
+  const int64_t n = g.voxels();
+  // ITK's vector image is interleaved (x, component); NIfTI stores it planar (the
+  // components are its 5th dimension), which is what `planes` already is.
+  Buffer<float> interleaved;
+  auto write = [&](const std::string& file, const Geometry& geometry, int level) -> Status {
+    if (interleaved.empty()) {
+      ITKIT_ASSIGN_OR_RETURN(interleaved, Buffer<float>::Allocate(n * components));
+      float* dst = interleaved.data();
+      ParallelFor(pool, n, 1 << 14, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          for (int c = 0; c < components; ++c) dst[i * components + c] = planes[c * n + i];
+      });
+    }
     using Img = itk::VectorImage<float, 3>;
     auto image = Img::New();
-    SetGeometry(image.GetPointer(), g);
+    SetGeometry(image.GetPointer(), geometry);
     image->SetNumberOfComponentsPerPixel(static_cast<unsigned>(components));
     image->GetPixelContainer()->SetImportPointer(
-        const_cast<float*>(data), static_cast<itk::SizeValueType>(g.voxels() * components), false);
+        interleaved.data(), static_cast<itk::SizeValueType>(geometry.voxels() * components), false);
+    return Write(image.GetPointer(), file, level);
+  };
+  try {
     if (EndsWith(path, ".nii.gz") && compression_level > 0)
-      return WriteNiftiGz(path, compression_level,
-                          [&](const std::string& tmp) { return Write(image.GetPointer(), tmp, 0); });
-    return Write(image.GetPointer(), path, compression_level);
+      return WriteNiftiGz(path, g, planes, sizeof(float) * static_cast<size_t>(components), compression_level, pool,
+                          [&](const std::string& file, const Geometry& geometry) { return write(file, geometry, 0); });
+    return write(path, g, compression_level);
   } catch (const itk::ExceptionObject& e) {
     return IoError(path, ": ", e.GetDescription());
   } catch (const std::exception& e) {

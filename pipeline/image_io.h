@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "itkit/pipeline.h"
+#include "itkit/thread_pool.h"
 #include "volume.h"
 
 namespace itkit::pipeline {
@@ -25,12 +26,14 @@ using MetaData = std::vector<std::pair<std::string, std::string>>;
 // Writes a label map (uint8 or uint16 voxels, x fastest) with the geometry `g`; the
 // format follows the extension. `metadata` goes into the file's key/value header
 // where the format has one (NRRD), `compression_level` 0 = uncompressed.
+// `pool` deflates .nii.gz in parallel.
 template <typename T>
 Status WriteLabelImage(const std::string& path, const Geometry& g, const T* labels,
-                       const MetaData& metadata, int compression_level);
-// Writes `components` interleaved floats per voxel (e.g. class probabilities).
-Status WriteVectorImage(const std::string& path, const Geometry& g, const float* data,
-                        int components, int compression_level);
+                       const MetaData& metadata, int compression_level, ThreadPool* pool = nullptr);
+// Writes a vector image (e.g. class probabilities) from `components` planes of
+// g.voxels() floats each.
+Status WriteVectorImage(const std::string& path, const Geometry& g, const float* planes,
+                        int components, int compression_level, ThreadPool* pool = nullptr);
 
 // True when `path` names something ITK can write (by extension).
 bool IsWritableImagePath(const std::string& path);

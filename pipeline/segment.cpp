@@ -166,24 +166,18 @@ Status Finish(const Context& ctx, WindowRunResult& run, Buffer<T> labels, bool i
   MetaData md;
   if (IsSegNrrdPath(req.output_path))
     md = SegNrrdMetaData(out_geometry, out_labels.data(), classes, info.labels, pool);
-  ITKIT_RETURN_IF_ERROR(WriteLabelImage(req.output_path, out_geometry, out_labels.data(), md, req.compression_level));
+  ITKIT_RETURN_IF_ERROR(
+      WriteLabelImage(req.output_path, out_geometry, out_labels.data(), md, req.compression_level, pool));
   if (!req.probabilities_path.empty()) {
     Softmax(logits.data(), classes, net_voxels, pool);
-    ITKIT_ASSIGN_OR_RETURN(Buffer<float> inter, Buffer<float>::Allocate(classes * net_voxels));
-    ITKIT_ASSIGN_OR_RETURN(Buffer<float> plane, Buffer<float>::Allocate(net_voxels));
-    for (int c = 0; c < classes; ++c) {
-      const float* src = logits.data() + c * net_voxels;
-      if (!keep_model && !ro.map.identity()) {
-        ReorientBackward(ro, src, plane.data(), pool, copy);
-        src = plane.data();
-      }
-      float* dst = inter.data();
-      ParallelFor(pool, net_voxels, 1 << 16, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) dst[i * classes + c] = src[i];
-      });
+    Buffer<float> planes = logits;
+    if (!keep_model && !ro.map.identity()) {
+      ITKIT_ASSIGN_OR_RETURN(planes, Buffer<float>::Allocate(classes * net_voxels));
+      for (int c = 0; c < classes; ++c)
+        ReorientBackward(ro, logits.data() + c * net_voxels, planes.data() + c * net_voxels, pool, copy);
     }
     ITKIT_RETURN_IF_ERROR(
-        WriteVectorImage(req.probabilities_path, out_geometry, inter.data(), classes, req.compression_level));
+        WriteVectorImage(req.probabilities_path, out_geometry, planes.data(), classes, req.compression_level, pool));
   }
   if (!req.stats_path.empty()) {
     std::ofstream f(req.stats_path);
@@ -296,6 +290,7 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
   spec.tta = cfg.tta;
   spec.accumulate_device = req.force_cpu ? "cpu" : cfg.accumulate_device;
   spec.expected_classes = info.num_classes;
+  spec.max_voxels = m.options_.max_voxels;
   // Labels straight into the output grid when nothing is resampled; else into the
   // run grid, resampled and reoriented afterwards.
   const bool resampled = run_size != net_size;

@@ -2,16 +2,11 @@
 
 #include <sys/mman.h>
 
-#include <cstdlib>
-
 namespace itkit::pipeline {
 
 void* AllocateMapped(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
-#ifdef MADV_HUGEPAGE
-  if (std::getenv("ITKIT_THP")) madvise(p, bytes, MADV_HUGEPAGE);
-#endif
   return p;
 }
 

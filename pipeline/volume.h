@@ -21,7 +21,7 @@ struct Geometry {
   double dir(int row, int col) const { return direction[static_cast<size_t>(row * 3 + col)]; }
 };
 
-// Zeroed anonymous memory with huge pages advised; nullptr when the mapping fails.
+// Zeroed anonymous memory; nullptr when the mapping fails.
 void* AllocateMapped(size_t bytes);
 void FreeMapped(void* p, size_t bytes);
 
@@ -32,8 +32,9 @@ class Buffer {
  public:
   Buffer() = default;
   // Large buffers are fresh anonymous mappings (zero pages, handed out lazily by the
-  // kernel) with transparent huge pages requested: a 1 GB accumulator then costs
-  // ~500 page faults instead of ~250000. Small ones come from malloc/calloc.
+  // kernel, so `zeroed` is free) returned to the system as soon as they are freed;
+  // small ones come from malloc/calloc. (Transparent huge pages were measured: the
+  // compaction they trigger costs as much as the TLB misses they save.)
   static Result<Buffer> Allocate(int64_t count, bool zeroed = false) {
     Buffer b;
     if (count < 0 || static_cast<uint64_t>(count) > (uint64_t{1} << 62) / sizeof(T))

@@ -105,6 +105,11 @@ Result<std::unique_ptr<Accumulator>> MakeAccumulator(const AccumulatorSpec& spec
 Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, ThreadPool* pool,
                                    const ProgressFn& progress, const std::atomic<bool>* cancel) {
   ITKIT_ASSIGN_OR_RETURN(WindowPlan plan, PlanWindows(spec.size, spec.patch, spec.stride));
+  const int64_t patch_voxels = plan.patch[0] * plan.patch[1] * plan.patch[2];
+  if (plan.padded[0] * plan.padded[1] * plan.padded[2] > spec.max_voxels / spec.channels ||
+      patch_voxels * spec.channels > spec.max_voxels / std::max(1, spec.batch))
+    return ResourceExhausted("patch ", ShapeToString({plan.patch[0], plan.patch[1], plan.patch[2]}), " x batch ",
+                             spec.batch, " exceeds the limit of ", spec.max_voxels, " voxels");
   WindowRunResult r;
   r.extract.Start();
   const float* volume = spec.input;

@@ -12,7 +12,7 @@ debian_packages=(
   # libraries the binaries link
   libinsighttoolkit5-dev civetweb libcivetweb-dev libssl-dev libyaml-cpp-dev
   nlohmann-json3-dev libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev
-  zlib1g-dev
+  zlib1g-dev libdeflate-dev
   # test and benchmark frameworks
   libgtest-dev libgmock-dev libbenchmark-dev
   # reference data nobody here made

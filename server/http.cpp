@@ -69,8 +69,9 @@ ApiResult<size_t> Request::ReadSome(char* buf, size_t n) {
   if (got == 0) {
     body_done = true;
     if (content_length >= 0 && body_read < content_length) {
-      return MakeError(400, "request body ended early (" + std::to_string(body_read) + " of " +
-                                std::to_string(content_length) + " bytes)");
+      // CivetWeb reports a closed connection and a read timeout alike.
+      return MakeError(408, "request body incomplete: the connection closed or timed out after " +
+                                std::to_string(body_read) + " of " + std::to_string(content_length) + " bytes");
     }
     return size_t{0};
   }

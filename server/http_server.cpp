@@ -73,6 +73,9 @@ Status HttpServer::Start() {
       "keep_alive_timeout_ms", "5000",
       "linger_timeout_ms", "1000",
       "tcp_nodelay", "1",
+      // CivetWeb would answer CORS preflights itself; ours know the
+      // configured origins.
+      "access_control_allow_origin", "",
   };
   if (tls) {
     opts.insert(opts.end(), {"ssl_certificate", options_.tls_cert.c_str(), "ssl_protocol_version", "4"});
@@ -82,6 +85,7 @@ Status HttpServer::Start() {
   mg_callbacks callbacks;
   std::memset(&callbacks, 0, sizeof(callbacks));
   callbacks.log_message = &HttpServer::OnLog;
+  callbacks.http_error = &HttpServer::OnHttpError;
   mg_init_data init;
   std::memset(&init, 0, sizeof(init));
   init.callbacks = &callbacks;
@@ -118,6 +122,40 @@ int HttpServer::OnLog(const mg_connection*, const char* message) {
   } catch (...) {
   }
   return 1;
+}
+
+int HttpServer::OnHttpError(mg_connection* conn, int status, const char* message) {
+  // Requests CivetWeb rejects before routing (malformed headers, methods it
+  // does not know such as TRACE) get our JSON error format too.
+  try {
+    auto* self = static_cast<HttpServer*>(mg_get_user_data(mg_get_context(conn)));
+    const mg_request_info* info = mg_get_request_info(conn);
+    std::string method = info && info->request_method ? info->request_method : "";
+    std::string path = info && info->local_uri ? info->local_uri : "";
+    std::string allow;
+    if (self != nullptr && status == 400 && !method.empty() && !path.empty()) {
+      Router::Match m = self->router_.Find(method, path);
+      if (m.route == nullptr) {
+        for (const auto& a : m.allowed_methods) allow += (allow.empty() ? "" : ", ") + a;
+      }
+    }
+    Response r = allow.empty()
+                     ? Response::Error(status, message && *message ? std::string(message) : "bad request")
+                     : Response::Error(405, "method " + method + " is not allowed on " + path + " (allowed: " + allow + ")");
+    if (!allow.empty()) r.AddHeader("Allow", allow);
+    mg_disable_connection_keep_alive(conn);
+    if (mg_response_header_start(conn, r.status) != 0) return 1;  // too late: CivetWeb's own page
+    mg_response_header_add(conn, "Content-Type", "application/json", -1);
+    std::string len = std::to_string(r.body.size());
+    mg_response_header_add(conn, "Content-Length", len.c_str(), -1);
+    for (const auto& [k, v] : r.headers) mg_response_header_add(conn, k.c_str(), v.c_str(), -1);
+    mg_response_header_send(conn);
+    mg_write(conn, r.body.data(), r.body.size());
+    if (self && self->metrics_) self->metrics_->ObserveRequest("other", method.empty() ? "?" : method, r.status, 0, 0, 0);
+    return 0;
+  } catch (...) {
+    return 1;
+  }
 }
 
 int HttpServer::OnRequest(mg_connection* conn, void* cbdata) {

@@ -47,6 +47,7 @@ class HttpServer {
  private:
   static int OnRequest(mg_connection* conn, void* cbdata);
   static int OnLog(const mg_connection* conn, const char* message);
+  static int OnHttpError(mg_connection* conn, int status, const char* message);
   void Serve(mg_connection* conn);
   int64_t Send(mg_connection* conn, const Request& req, Response& resp) const;
   void AddCors(const Request& req, Response* resp) const;

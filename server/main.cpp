@@ -2,6 +2,7 @@
 // HTTP server together, then waits for SIGINT/SIGTERM and shuts down in order:
 // refuse new work, let running inferences finish (or cancel them after the
 // grace period), stop HTTP, free the models (GPU memory).
+#include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -48,6 +49,21 @@ void InstallLogSink() {
   });
 }
 
+// Loads the CivetWeb/OpenSSL 3 shim (tls_compat.c) from next to the binary or
+// ../lib, before CivetWeb loads libssl. Without it (an OpenSSL 1.1 system),
+// CivetWeb finds libssl itself.
+void LoadTlsCompat() {
+  char exe[4096];
+  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return;
+  exe[n] = '\0';
+  std::string dir(exe);
+  dir.erase(dir.rfind('/'));
+  for (const std::string& p : {dir + "/libitkit_tls_compat.so", dir + "/../lib/libitkit_tls_compat.so"}) {
+    if (::access(p.c_str(), R_OK) == 0 && ::dlopen(p.c_str(), RTLD_NOW | RTLD_GLOBAL) != nullptr) return;
+  }
+}
+
 int Run(int argc, char** argv) {
   // Signals are taken synchronously by sigwait in main; every thread started
   // from here on (CivetWeb's, the job workers) inherits the blocked mask.
@@ -78,6 +94,7 @@ int Run(int argc, char** argv) {
   }
   InstallLogSink();
   SetLogLevel(config.debug ? LogLevel::kDebug : LogLevel::kInfo);
+  if (!config.tls_cert.empty()) LoadTlsCompat();
   mg_init_library(config.tls_cert.empty() ? 0 : MG_FEATURES_TLS);
 
   App app;

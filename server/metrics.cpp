@@ -111,8 +111,13 @@ Metrics::Metrics()
       model_loads_("itkit_model_loads_total", "Model load attempts by result."),
       rejected_("itkit_requests_rejected_total", "Requests turned away before running (queue full, busy).") {}
 
-void Metrics::ObserveRequest(const std::string& endpoint, const std::string& method, int status, double seconds,
+void Metrics::ObserveRequest(const std::string& endpoint, const std::string& raw_method, int status, double seconds,
                              int64_t bytes_in, int64_t bytes_out) {
+  // Methods come from clients: only known ones become label values.
+  std::string method = "other";
+  for (const char* m : {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"}) {
+    if (raw_method == m) method = m;
+  }
   requests_.Inc({{"endpoint", endpoint}, {"method", method}, {"status", std::to_string(status)}});
   request_seconds_.Observe({{"endpoint", endpoint}}, seconds);
   if (bytes_in > 0) bytes_.Inc({{"direction", "in"}}, static_cast<double>(bytes_in));

@@ -262,7 +262,36 @@ ApiStatus MultipartParser::Process() {
   return result;
 }
 
+namespace {
+
+// A form without files (requests sends `data=` alone this way): the fields
+// are read so that the caller can name what is missing, as Flask did.
+ApiResult<FormData> ReadUrlEncodedForm(Request& req) {
+  req.body_limit = std::min<int64_t>(req.body_limit, 1 << 20);
+  auto body = req.ReadAll();
+  if (!body.ok()) return body.error();
+  FormData form;
+  std::string_view q = body.value();
+  while (!q.empty()) {
+    size_t amp = q.find('&');
+    std::string_view pair = q.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (!pair.empty()) {
+      form.fields[UrlDecode(pair.substr(0, eq), true)] =
+          eq == std::string_view::npos ? "" : UrlDecode(pair.substr(eq + 1), true);
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return form;
+}
+
+}  // namespace
+
 ApiResult<FormData> ReadMultipartForm(Request& req, const FormOptions& options) {
+  if (ParseHeaderValue(req.Header("Content-Type")).value == "application/x-www-form-urlencoded") {
+    return ReadUrlEncodedForm(req);
+  }
   auto boundary = MultipartBoundary(req.Header("Content-Type"));
   if (!boundary.ok()) return boundary.error();
   if (req.content_length > req.body_limit) {

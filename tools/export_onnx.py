@@ -227,6 +227,36 @@ def export_module(model, onnx_path: str, input_shape, opset: int = 17, dynamic: 
     return x
 
 
+def fold_constants(onnx_path: str) -> None:
+    """Fold constant subgraphs with onnxruntime's basic (ONNX-op-only) optimizations.
+
+    torch 1.13 exports e.g. replicate padding as a Shape/Slice/Reshape/... chain that
+    computes constant pads; folded, it is a single Pad with a constant pads initializer,
+    which is what a small runtime wants to see. Metadata and opset imports are kept."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+    original = onnx.load(onnx_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = os.path.join(tmp, "folded.onnx")
+        ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        folded = onnx.load(so.optimized_model_filepath)
+    foreign = {n.domain for n in folded.graph.node} - {d.domain for d in original.opset_import}
+    if foreign:
+        raise RuntimeError(f"constant folding introduced operator domains {foreign}")
+    del folded.opset_import[:]
+    folded.opset_import.extend(original.opset_import)  # ORT lists all its domains
+    folded.ir_version = original.ir_version
+    folded.producer_name, folded.producer_version = original.producer_name, original.producer_version
+    del folded.metadata_props[:]
+    folded.metadata_props.extend(original.metadata_props)
+    onnx.checker.check_model(folded)
+    onnx.save(folded, onnx_path)
+
+
 def verify_with_ort(model, onnx_path: str, x, rtol: float = 1e-3, atol: float = 1e-4):
     """Runs torch and onnxruntime on x. Returns (ok, max_abs_diff) or (None, None) without ORT."""
     try:
@@ -338,6 +368,8 @@ def _parser():
     p.add_argument("--input-shape", type=int, nargs="+",
                    help="full example input shape N C [Z] Y X (default: 1 C patch-size)")
     p.add_argument("--sidecar", action="store_true", help="also write NAME.yaml next to the .onnx")
+    p.add_argument("--fold-constants", action="store_true",
+                   help="fold constant subgraphs with onnxruntime (basic level, ONNX ops only)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
     m = p.add_argument_group("metadata (docs/model-metadata.md)")
     m.add_argument("--name")
@@ -389,6 +421,8 @@ def main(argv=None) -> int:
             raise SystemExit("export_onnx: give --patch-size (or --input-shape) for the example input")
         shape = [1, args.in_channels] + list(patch)
     x = export_module(net, args.out, shape, opset=args.opset, dynamic=args.dynamic)
+    if args.fold_constants:
+        fold_constants(args.out)
     write_metadata(args.out, meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB, opset {args.opset}, "
           f"input {shape}{', dynamic' if args.dynamic else ''})")

@@ -65,16 +65,24 @@ EVAL_SIZE = (160, 160, 64)
 class ConvBlock(nn.Sequential):
     def __init__(self, cin, cout, stride=1):
         super().__init__(
-            nn.Conv3d(cin, cout, 3, stride=stride, padding=1),
+            # Edge (replicate) padding, not zeros: see DemoUNet.
+            nn.Conv3d(cin, cout, 3, stride=stride, padding=1, padding_mode="replicate"),
             # affine, no running stats: per-patch statistics in training and inference alike
             nn.InstanceNorm3d(cout, eps=1e-5, affine=True),
             nn.LeakyReLU(0.01, inplace=True))
 
 
 class DemoUNet(nn.Module):
-    """Strided-conv encoder, ConvTranspose decoder with concatenated skips, 1x1 head.
+    """Strided-conv encoder; decoder 1x1 conv + nearest x2 upsampling, concatenated
+    skips; 1x1 head.
 
-    Exported ops: Conv, InstanceNormalization, LeakyRelu, ConvTranspose, Concat."""
+    Every layer maps a constant volume to a constant volume (edge padding, nearest
+    upsampling instead of ConvTranspose, whose 2x2x2 taps make a period-2 pattern).
+    Windowing clips air to exactly 0, so all-air windows are constant; with zero padding
+    InstanceNorm blew the padding border up into whole planes of "body"/"fat" there.
+    Now such a window gets one logit vector, which training drives to background.
+
+    Exported ops: Pad (edge), Conv, InstanceNormalization, LeakyRelu, Resize (nearest), Concat."""
 
     def __init__(self, in_channels=1, num_classes=4, channels=CHANNELS):
         super().__init__()
@@ -122,12 +130,10 @@ def random_training_case(k: int, rng: np.random.Generator):
     return preprocess(img, lab)
 
 
-def sample_patch(x, y, rng, bone_fraction=0.3, air_fraction=0.2, blank_fraction=0.1):
+def sample_patch(x, y, rng, bone_fraction=0.3, air_fraction=0.15, blank_fraction=0.1):
     """A random PATCH-sized crop. Some crops are centred on bone (the rarest class), some
-    on outside air, and some are blank air. Windowing clips air to exactly 0, and a
-    constant patch makes every InstanceNorm output depend only on the zero padding at
-    the patch border; without such crops the net paints blocks of "body" into the
-    all-air windows of a sliding-window pass."""
+    on outside air (windows at the edge of the body), and some are blank air, which
+    teaches the net's single constant-input answer to be background (see DemoUNet)."""
     u = rng.uniform()
     if u < blank_fraction:
         return np.zeros(PATCH, np.float32), np.zeros(PATCH, np.int64)
@@ -321,6 +327,7 @@ def main(argv=None) -> int:
 
     # Export: opset 17, symbolic N and spatial dims, metadata per docs/model-metadata.md.
     x = export_onnx.export_module(model, args.out, (1, 1) + PATCH, opset=17, dynamic=True)
+    export_onnx.fold_constants(args.out)  # replicate padding -> plain Pad nodes
     meta = export_onnx.build_metadata(
         name=NAME, description=DESCRIPTION, patch_size=PATCH, patch_stride=STRIDE,
         forward_batch_windows=FORWARD_BATCH_WINDOWS, blend="constant", window_level=WL,

@@ -272,7 +272,7 @@ int RunUNet(const UNetArgs& a) {
   }
   std::printf("window %ldx%ld^3 %s: %.3f ms/window on the GPU (+input upload), first run %.0f ms (plan+tune)\n",
               static_cast<long>(a.batch), static_cast<long>(a.patch), a.fp16 ? "fp16" : "fp32", device_ms, plan_ms);
-  (void)ResetPeakMemory(**backend);
+  (void)cuda::ResetPeakMemory(**backend);
   auto s = Session::Create(*model, so);
   if (!s.ok()) return Fail(s.status());
   auto t = time_session(**s, &plan2_ms);
@@ -330,7 +330,7 @@ int RunUNet(const UNetArgs& a) {
   auto labels = (*acc)->ArgMax(DType::kU8);
   if (!labels.ok()) return Fail(labels.status());
   const double total_ms = Ms(t0, Clock::now());
-  auto mem = GetMemoryStats(**backend);
+  auto mem = cuda::GetMemoryStats(**backend);
   const double peak_mib = mem.ok() ? mem->peak_bytes / 1048576.0 + (*acc)->device_bytes() / 1048576.0 : 0;
   const double used_mib = mem.ok() ? (mem->device_total - mem->device_free) / 1048576.0 : 0;
   std::printf("sliding window %ldx%ldx%ld, patch %ld, stride %ld: %zu windows in %.2f s (%.2f ms/window: gather %.0f "

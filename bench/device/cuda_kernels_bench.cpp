@@ -54,7 +54,9 @@ class CudaNode {
     const ValueDesc& o = sig.outputs[0];
     ITKIT_ASSIGN_OR_RETURN(DeviceBuffer ob, backend_->Allocate(ElementCount(o.shape) * DTypeSize(o.dtype)));
     out_ = Tensor::Wrap(o.dtype, o.shape, ob.owner, ob.data, DeviceKind::kCuda);
-    if (kernel_->workspace_bytes()) ITKIT_ASSIGN_OR_RETURN(ws_, backend_->Allocate(kernel_->workspace_bytes()));
+    if (kernel_->workspace_bytes()) {
+      ITKIT_ASSIGN_OR_RETURN(ws_, backend_->Allocate(kernel_->workspace_bytes()));
+    }
     for (const Tensor& t : dev_) ctx_.inputs.push_back(&t);
     ctx_.outputs = {&out_};
     ctx_.workspace = ws_.data;

@@ -179,9 +179,11 @@ Status CheckOps(const GraphP& g, const std::map<std::string, int64_t>& opsets, i
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const NodeP& n = g.nodes[i];
     if (n.op_type.empty()) return InvalidArgument("graph node ", i, " has no op_type");
-    // Every ONNX op's first output is required; later stages may rely on it.
-    if (n.outputs.empty() || n.outputs[0].empty())
-      return InvalidArgument("graph node ", i, " (", n.op_type, ") has no output");
+    // Every ONNX op yields something (only RNN-like ops make all outputs optional);
+    // later stages rely on a node having at least one output.
+    bool has_output = false;
+    for (std::string_view out : n.outputs) has_output = has_output || !out.empty();
+    if (!has_output) return InvalidArgument("graph node ", i, " (", n.op_type, ") has no output");
     const bool onnx = IsOnnxDomain(n.domain);
     int64_t version = onnx ? onnx_opset : 0;
     if (!onnx) {

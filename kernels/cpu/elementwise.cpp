@@ -1,7 +1,8 @@
 // CPU kernels of the elementwise family, part 1: unary maps, Clip, Cast/CastLike,
 // Dropout (inference) and Identity. Binary/variadic ops and Where are in
 // elementwise_binary.cpp. Every kernel is a plain loop over contiguous memory split
-// over the thread pool; f16 is only handled by Cast and the data-movement ops.
+// over the thread pool. f16 math runs through the f32 kernels (f16_adapter.h); Cast
+// converts f16 itself and Identity/Dropout just copy bytes.
 #include <cmath>
 #include <cstring>
 #include <limits>

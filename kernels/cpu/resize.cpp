@@ -115,6 +115,16 @@ void ResizeFast(const ResizeParams& p, const void* x, void* y, ThreadPool* pool)
   InterpolateRows(p, taps, strides, static_cast<const float*>(x), static_cast<float*>(y), pool);
 }
 
+void ReadRoi(const Tensor& roi, ResizeParams* p) {
+  const size_t rank = p->in.size();
+  p->roi_start.resize(rank);
+  p->roi_end.resize(rank);
+  for (size_t a = 0; a < rank; ++a) {
+    p->roi_start[a] = roi.GetAsDouble(static_cast<int64_t>(a));
+    p->roi_end[a] = roi.GetAsDouble(static_cast<int64_t>(a + rank));
+  }
+}
+
 Result<ResizeParams> MakeResizeParams(const NodeSignature& sig) {
   const Node& node = *sig.node;
   const std::string who = node.Describe();
@@ -189,13 +199,12 @@ Result<ResizeParams> MakeResizeParams(const NodeSignature& sig) {
   if (p.coord == Coord::kTfCropAndResize) {
     // The extrapolation value is a float: keep the mode to float data.
     if (dt != DType::kF32) return Unsupported(who, ": tf_crop_and_resize on ", DTypeName(dt));
-    const Tensor* roi = present(1) ? sig.inputs[1].constant : nullptr;
-    if (!roi) return Unsupported(who, ": tf_crop_and_resize needs a constant roi");
-    if (roi->size() != static_cast<int64_t>(2 * rank)) return InvalidArgument(who, ": roi needs ", 2 * rank, " values");
-    for (size_t a = 0; a < rank; ++a) {
-      p.roi_start.push_back(roi->GetAsDouble(static_cast<int64_t>(a)));
-      p.roi_end.push_back(roi->GetAsDouble(static_cast<int64_t>(a + rank)));
-    }
+    if (!present(1)) return InvalidArgument(who, ": tf_crop_and_resize needs roi");
+    if (ElementCount(sig.inputs[1].shape) != static_cast<int64_t>(2 * rank))
+      return InvalidArgument(who, ": roi needs ", 2 * rank, " values");
+    if (!IsFloat(sig.inputs[1].dtype)) return InvalidArgument(who, ": roi must be float");
+    // A constant roi is read now; otherwise the kernel reads it per run.
+    if (const Tensor* roi = sig.inputs[1].constant) ReadRoi(*roi, &p);
   }
   for (size_t a = 0; a < rank; ++a)
     if (p.in[a] == 0 && p.out[a] > 0) return InvalidArgument(who, ": cannot resize an empty axis");
@@ -204,7 +213,9 @@ Result<ResizeParams> MakeResizeParams(const NodeSignature& sig) {
 
 Result<std::unique_ptr<OpKernel>> CreateResizeKernel(const NodeSignature& sig, ResizeImpl impl) {
   ITKIT_ASSIGN_OR_RETURN(ResizeParams p, MakeResizeParams(sig));
-  return std::unique_ptr<OpKernel>(MakeKernel([p, impl](KernelContext& ctx) {
+  const bool runtime_roi = p.coord == ResizeParams::Coord::kTfCropAndResize && p.roi_start.empty();
+  return std::unique_ptr<OpKernel>(MakeKernel([p, impl, runtime_roi](KernelContext& ctx) mutable {
+    if (runtime_roi) ReadRoi(*ctx.inputs[1], &p);
     if (impl == ResizeImpl::kReference) {
       ResizeReference(p, ctx.inputs[0]->raw(), ctx.outputs[0]->raw());
     } else {

@@ -41,6 +41,8 @@ struct AxisTaps {
 AxisTaps ComputeAxisTaps(const ResizeParams& p, size_t axis, int64_t out_index);
 
 Result<ResizeParams> MakeResizeParams(const NodeSignature& sig);
+// Fills roi_start/roi_end from Resize's roi input ([starts..., ends...]).
+void ReadRoi(const Tensor& roi, ResizeParams* p);
 
 void ResizeReference(const ResizeParams& p, const void* x, void* y);
 void ResizeFast(const ResizeParams& p, const void* x, void* y, ThreadPool* pool);

@@ -225,7 +225,9 @@ class ConvKernel final : public OpKernel {
     if (want_half && weights) {
       Status s = Configure(/*channels_last_half=*/true);
       if (s.ok()) return PackHalfWeights(*weights);
-      if (s.code() != StatusCode::kUnsupported) return s;
+      if (s.code() == StatusCode::kOutOfMemory) return s;
+      // Any other refusal of the channels-last f16 configuration (cuDNN support varies
+      // with groups, channel counts and versions): the NCDHW path still runs it.
       LogWarning("CUDA: ", sig.node->Describe(), ": no fp16 channels-last cuDNN algorithm (", s.message(),
                  "); running it in ", DTypeName(dtype_), " NCDHW");
     }

@@ -114,6 +114,9 @@ Status ValidateAndSortGraph(Graph& graph) {
       return InvalidArgument("graph input '", in.name, "' is declared twice");
   }
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    bool has_output = false;
+    for (const std::string& out : graph.nodes[i].outputs) has_output = has_output || !out.empty();
+    if (!has_output) return InvalidArgument(graph.nodes[i].Describe(), ": node has no outputs");
     for (const std::string& out : graph.nodes[i].outputs) {
       if (out.empty()) continue;
       if (sources.count(out))

@@ -14,14 +14,21 @@ std::string_view DeviceName(DeviceKind device) {
 Result<int64_t> CheckedElementCount(const Shape& shape) {
   if (shape.size() > static_cast<size_t>(kMaxRank))
     return InvalidArgument("rank ", shape.size(), " exceeds the maximum of ", kMaxRank);
-  int64_t count = 1;
+  // The product of the non-zero dims must fit too: strides and broadcasting of an
+  // empty tensor such as [0, 2^40, 2^40] are computed from them.
+  int64_t nonzero_product = 1;
+  bool empty = false;
   for (int64_t d : shape) {
     if (d < 0) return InvalidArgument("negative dimension in shape ", ShapeToString(shape));
-    if (d != 0 && count > std::numeric_limits<int64_t>::max() / d)
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero_product > std::numeric_limits<int64_t>::max() / d)
       return InvalidArgument("element count of shape ", ShapeToString(shape), " overflows");
-    count *= d;
+    nonzero_product *= d;
   }
-  return count;
+  return empty ? 0 : nonzero_product;
 }
 
 int64_t ElementCount(const Shape& shape) {

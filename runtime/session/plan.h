@@ -58,6 +58,12 @@ struct PlanInputs {
   ThreadPool* pool;
 };
 
+// Small integer graph inputs (shapes, axes, pads fed at run time) are treated as
+// constants while planning, so their consumers fold; their values are part of the
+// plan cache key.
+inline constexpr int64_t kMaxShapeInputElements = 64;
+bool IsShapeValuedInput(const Tensor& t);
+
 Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<const Tensor*>& inputs);
 Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& backends, ThreadPool* pool,
                    const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs);

@@ -179,19 +179,31 @@ struct Builder {
     const bool shape_only = IsOnnxDomain(node.domain) && (node.op_type == "Shape" || node.op_type == "Size");
     if ((all_known || shape_only) && out_elements <= kMaxFoldElements) return Fold(node, sig, input_ids);
 
-    // Placement: the first backend that supports the node; the CPU always does.
+    // Placement: the first backend that supports the node and compiles a kernel for
+    // it; a device backend's Unsupported falls through to the next, the CPU last.
     size_t chosen = cpu;
+    std::unique_ptr<OpKernel> kernel;
     for (size_t b = 0; b < in.backends->size(); ++b) {
       std::string reason;
-      if ((*in.backends)[b]->Supports(sig, &reason)) {
-        chosen = b;
-        break;
+      if (!(*in.backends)[b]->Supports(sig, &reason)) {
+        if (b != cpu) LogDebug((*in.backends)[b]->name(), " does not run ", node.Describe(), ": ", reason);
+        continue;
       }
-      if (b != cpu) LogDebug((*in.backends)[b]->name(), " does not run ", node.Describe(), ": ", reason);
+      auto created = (*in.backends)[b]->CreateKernel(sig);
+      if (!created.ok()) {
+        if (b == cpu || created.status().code() != StatusCode::kUnsupported) return created.status();
+        LogDebug((*in.backends)[b]->name(), " declined ", node.Describe(), ": ", created.status().message());
+        continue;
+      }
+      kernel = std::move(created).value();
+      chosen = b;
+      break;
     }
+    if (!kernel) return Unsupported(node.Describe(), ": no backend can run it");
     PlanStep step;
     step.node = &node;
     step.backend = chosen;
+    step.kernel = std::move(kernel);
     for (int id : input_ids) {
       if (id < 0) {
         step.inputs.push_back(-1);
@@ -200,7 +212,6 @@ struct Builder {
       ITKIT_ASSIGN_OR_RETURN(int local, OnBackend(id, chosen));
       step.inputs.push_back(local);
     }
-    ITKIT_ASSIGN_OR_RETURN(step.kernel, (*in.backends)[chosen]->CreateKernel(sig));
     step.workspace_bytes = step.kernel->workspace_bytes();
     for (size_t o = 0; o < node.outputs.size(); ++o) {
       PlanValue v;
@@ -219,6 +230,14 @@ struct Builder {
 };
 
 }  // namespace
+
+bool IsShapeValuedInput(const Tensor& t) {
+  const int64_t count = ElementCount(t.shape());
+  if (count > 0 && t.raw() == nullptr) return false;  // a shape-only probe (StatsFor)
+  const bool small_ints = (t.dtype() == DType::kI64 || t.dtype() == DType::kI32) && count <= kMaxShapeInputElements;
+  // Scalars and tiny vectors of any dtype: Range's start/limit/delta, Resize's scales.
+  return small_ints || count <= 8;
+}
 
 size_t AssignArenaOffsets(std::vector<BufferLifetime>& buffers, size_t alignment) {
   std::vector<size_t> order(buffers.size());
@@ -281,6 +300,12 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
     v.shape = inputs[i]->shape();
     v.backend = b.cpu;
     v.graph_input_index = static_cast<int>(i);
+    if (IsShapeValuedInput(*inputs[i])) {
+      ITKIT_ASSIGN_OR_RETURN(Tensor copy, inputs[i]->Clone());
+      plan->owned_constants.push_back(std::move(copy));
+      v.kind = PlanValue::Kind::kConstant;
+      v.constant = &plan->owned_constants.back();
+    }
     const int id = b.AddValue(std::move(v));
     b.id_of[graph.inputs[i].name] = id;
     plan->input_ids.push_back(id);

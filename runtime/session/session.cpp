@@ -26,8 +26,13 @@ Result<std::unique_ptr<Session>> Session::Create(Model model, SessionOptions opt
 }
 
 Result<Plan*> Session::PlanFor(const std::vector<const Tensor*>& inputs) {
+  // Key: every input's shape, plus the values of shape-valued inputs (see plan.h),
+  // appended as an extra pseudo-shape.
   std::vector<Shape> key;
-  for (const Tensor* t : inputs) key.push_back(t ? t->shape() : Shape{});
+  for (const Tensor* t : inputs) {
+    key.push_back(t ? t->shape() : Shape{});
+    if (t && IsShapeValuedInput(*t)) key.push_back(t->ToInt64Vector());
+  }
   for (size_t i = 0; i < plans_.size(); ++i) {
     if (plans_[i].first != key) continue;
     if (i != 0) std::rotate(plans_.begin(), plans_.begin() + static_cast<long>(i), plans_.begin() + static_cast<long>(i) + 1);

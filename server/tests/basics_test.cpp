@@ -55,7 +55,7 @@ TEST(Request, QueryAndBodyLimits) {
   Request r2;
   r2.body = &short_body;
   r2.content_length = 10;
-  EXPECT_EQ(r2.ReadAll().error().http_status, 400);
+  EXPECT_EQ(r2.ReadAll().error().http_status, 408);
   StringBody slow("abc");
   Request r3;
   r3.body = &slow;

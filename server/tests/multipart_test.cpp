@@ -170,7 +170,7 @@ TEST_F(FormTest, OversizeAndTruncatedBodiesLeaveNoFiles) {
     Request req = MakeRequest(&body, "XyZ", static_cast<int64_t>(kBody.size()));
     auto form = ReadMultipartForm(req, fo);
     ASSERT_FALSE(form.ok());
-    EXPECT_EQ(form.error().http_status, 400);
+    EXPECT_EQ(form.error().http_status, 408);
   }
   {
     StringBody body(kBody, 5);
@@ -198,6 +198,25 @@ TEST_F(FormTest, FieldSizeLimitAndDuplicateFiles) {
   Request req2 = MakeRequest(&sb2, "b", static_cast<int64_t>(dup.size()));
   EXPECT_EQ(ReadMultipartForm(req2, fo).error().http_status, 400);
   EXPECT_EQ(FilesInDir(), 0u);
+}
+
+}  // namespace
+}  // namespace itkit::server
+
+namespace itkit::server {
+namespace {
+
+TEST(Form, UrlEncodedFieldsWithoutFiles) {
+  StringBody body("model_name=my+model&force_cpu=true&x=%41");
+  Request req;
+  req.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  req.content_length = 41;
+  req.body = &body;
+  auto form = ReadMultipartForm(req, FormOptions{});
+  ASSERT_TRUE(form.ok()) << form.error().message;
+  EXPECT_EQ(form->fields["model_name"], "my model");
+  EXPECT_EQ(form->fields["x"], "A");
+  EXPECT_TRUE(form->files.empty());
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ from conftest import expected_labels, make_volume, read_result, write_image
 pytestmark = pytest.mark.load
 
 CLIENTS, PER_CLIENT = 8, 25
-RSS_GROWTH_LIMIT = 24 * 1024 * 1024  # bytes allowed between warm-up and the end
+RSS_GROWTH_LIMIT = 16 * 1024 * 1024  # bytes allowed between warm-up and the end
 
 
 def test_concurrent_clients(make_server, model_dir, tmp_path):

@@ -18,7 +18,7 @@ bool Verbose() {
 }
 
 ThreadPool& Pool() {
-  static ThreadPool pool(2);
+  static ThreadPool pool(0);  // all cores: the CPU reference of big cases
   return pool;
 }
 

@@ -135,8 +135,24 @@ def gaussian_1d(patch: int) -> np.ndarray:
     return np.exp(-i * i / (2 * sigma * sigma)).astype(np.float32)
 
 
-def slide_inference(vol: np.ndarray, forward, patch, stride, blend="constant", batch=1) -> np.ndarray:
+def mirrored(forward):
+    """nnU-Net's mirroring TTA: mean over the 8 flip combinations of Z, Y, X."""
+    def f(batch):
+        acc = None
+        for mask in range(8):
+            axes = tuple(a for bit, a in ((1, 4), (2, 3), (4, 2)) if mask & bit)
+            x = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
+            y = forward(x)
+            y = np.flip(y, axes) if axes else y
+            acc = y.astype(np.float32) if acc is None else acc + y
+        return acc * np.float32(0.125)
+    return f
+
+
+def slide_inference(vol: np.ndarray, forward, patch, stride, blend="constant", batch=1, tta=False) -> np.ndarray:
     """vol (C, Z, Y, X) -> averaged logits (classes, Z, Y, X), ITKIT's algorithm."""
+    if tta:
+        forward = mirrored(forward)
     size = vol.shape[1:]
     pad = [max(p - s, 0) for p, s in zip(patch, size)]
     if any(pad):
@@ -184,7 +200,7 @@ def resampled_size(size_xyz, old_xyz, new_xyz):
 # ---------------------------------------------------------------- the pipeline
 
 def reference_segment(input_path: str, network, meta: dict, *, wl=None, ww=None, patch=None, stride=None,
-                      blend=None, batch=1, output_in_model_orientation=False):
+                      blend=None, batch=1, output_in_model_orientation=False, tta=False):
     """Returns (label image in the input's grid, or in the model's when asked;
     the probabilities array (classes, Z, Y, X) in the model's grid)."""
     cfg = meta.get("inference_config") or {}
@@ -215,7 +231,7 @@ def reference_segment(input_path: str, network, meta: dict, *, wl=None, ww=None,
     stride = tuple(int(s) for s in stride) if stride is not None else tuple(max(1, p // 2) for p in patch)
     blend = blend or cfg.get("blend", "constant")
 
-    logits = slide_inference(work[None], network, patch, stride, blend, batch)
+    logits = slide_inference(work[None], network, patch, stride, blend, batch, tta)
     if resample and meta.get("resample_back", "labels") == "logits":
         chans = []
         for c in range(logits.shape[0]):

@@ -65,6 +65,9 @@ def nets(work):
     d["zscore"] = make_net(str(work / "zscore.onnx"), seed=4, metadata={"normalization": {"mode": "zscore"}})
     d["resample"] = make_net(str(work / "resample.onnx"), seed=5, metadata={
         **WINDOW, "spacing": [1.4, 1.1, 3.3], "resample_to_spacing": "true", "inference_config": {"patch_size": [16, 16, 16]}})
+    d["resample_logits"] = make_net(str(work / "resample_logits.onnx"), seed=8, metadata={
+        **WINDOW, "spacing": [0.9, 1.7, 1.5], "resample_to_spacing": True, "resample_back": "logits",
+        "inference_config": {"patch_size": [16, 16, 16]}})
     d["two_channel"] = make_net(str(work / "two.onnx"), channels=2, seed=6, metadata=WINDOW)
     d["many"] = make_pointwise_net(str(work / "many.onnx"), 300, metadata=WINDOW)
     return d
@@ -137,6 +140,54 @@ def test_identity_network_formats(itkit_infer, work):
             "--window-level", 2000, "--window-width", 4000)
         ours = sitk.ReadImage(out)
         assert same_geometry(ours, ref) and agreement(ours, ref) == 1.0, ext
+
+
+def test_nifti_variants(itkit_infer, work):
+    """Our own NIfTI reader (plain, gzip, multi-member gzip) and ITK's (scaled,
+    big-endian) must give the voxels SimpleITK reads."""
+    import nibabel as nib
+    rng = np.random.RandomState(3)
+    arr = (rng.rand(14, 11, 9) * 3000 - 1000).astype(np.int16)  # nibabel: (x, y, z)
+    affine = np.diag([-0.8, -0.9, 2.5, 1.0])
+    affine[:3, 3] = (12.0, -30.0, 5.0)
+    variants = {}
+    img = nib.Nifti1Image(arr, affine)
+    variants["plain.nii"] = img
+    variants["gz.nii.gz"] = img
+    scaled = nib.Nifti1Image(arr, affine)
+    scaled.header.set_slope_inter(0.5, -100.0)
+    variants["scaled.nii.gz"] = scaled
+    big = nib.Nifti1Image(arr.astype(">i2"), affine, header=nib.Nifti1Header(endianness=">"))
+    variants["bigendian.nii.gz"] = big
+    for name, im in variants.items():
+        nib.save(im, str(work / name))
+    raw = gzip.decompress((work / "gz.nii.gz").read_bytes())
+    (work / "multi.nii.gz").write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    for name in list(variants) + ["multi.nii.gz"]:
+        src, out = str(work / name), str(work / ("out_" + name.replace(".nii.gz", ".nii").replace(".nii", ".nii.gz")))
+        run(itkit_infer, "--identity-network", 6, "--patch", 8, "--input", src, "--output", out,
+            "--window-level", 0, "--window-width", 3000)
+        ref, _ = reference_segment(src, SyntheticNetwork(6), {}, wl=0, ww=3000, patch=(8, 8, 8))
+        ours = sitk.ReadImage(out)
+        assert same_geometry(ours, ref), name
+        assert agreement(ours, ref) == 1.0, name
+
+
+@pytest.mark.parametrize("direction", ["LSA", "oblique"])
+def test_nifti_gz_output_is_itk_bytes(itkit_infer, work, direction):
+    """Our .nii.gz writer (ITK's header for one slice, patched; voxels deflated from
+    memory, parallel gzip members) must inflate to exactly what ITK writes as .nii."""
+    d = direction_from_code("LSA") if direction == "LSA" else rotation(0.3, 0.2, -0.4)
+    img = work / f"bytes_{direction}.nii.gz"
+    make_phantom(str(img), (33, 27, 19), spacing=(0.6, 0.8, 2.4), direction=d)
+    outs = {}
+    for ext in (".nii", ".nii.gz"):
+        out, prob = work / f"bytes_{direction}_lab{ext}", work / f"bytes_{direction}_prob{ext}"
+        run(itkit_infer, "--identity-network", 4, "--patch", 8, "--input", img, "--output", out,
+            "--probabilities", prob, "--window-level", 0, "--window-width", 2000)
+        outs[ext] = (out.read_bytes(), prob.read_bytes())
+    for plain, packed in zip(outs[".nii"], outs[".nii.gz"]):
+        assert gzip.decompress(packed) == plain
 
 
 def test_dicom_series_folder(itkit_infer, work):
@@ -329,6 +380,13 @@ def test_gaussian_blending(itkit_infer, runtime_ready, nets, work):
             case="conv-gaussian")
 
 
+def test_mirroring_tta(itkit_infer, runtime_ready, nets, work):
+    img = work / "tta.nii.gz"
+    make_phantom(str(img), (30, 26, 20), spacing=(1.0, 1.2, 2.0), direction=direction_from_code("LSA"))
+    compare(itkit_infer, nets["conv"], img, work / "tta_out.nii.gz", cli=("--tta", "--patch", 16), patch=(16, 16, 16),
+            tta=True, case="conv-tta")
+
+
 def test_batching_and_stride_options(itkit_infer, runtime_ready, nets, work):
     img = work / "batch.nii.gz"
     make_phantom(str(img), (40, 36, 30), direction=direction_from_code("RAS"))
@@ -356,6 +414,13 @@ def test_resampling(itkit_infer, runtime_ready, nets, work):
     # Nearest-neighbour label resampling decides half-voxel ties by rounding that
     # ITK does in physical space and we in index space: allow a little more slack.
     compare(itkit_infer, nets["resample"], img, work / "rs_out.nii.gz", threshold=0.995, case="resample-labels")
+
+
+def test_resampling_logits(itkit_infer, runtime_ready, nets, work):
+    img = work / "rsl.nii.gz"
+    make_phantom(str(img), (36, 28, 22), spacing=(0.6, 1.0, 2.2), direction=rotation(0.2, -0.1, 0.4))
+    compare(itkit_infer, nets["resample_logits"], img, work / "rsl_out.nii.gz", threshold=0.995,
+            case="resample-logits")
 
 
 def test_two_channel_4d_input(itkit_infer, runtime_ready, nets, work):

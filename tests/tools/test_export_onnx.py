@@ -26,10 +26,11 @@ TINY_MODULE = textwrap.dedent('''
     import torch.nn as nn
 
     class Tiny(nn.Module):
-        def __init__(self, classes=3, width=4, deep_supervision=False):
+        def __init__(self, classes=3, width=4, deep_supervision=False, padding_mode="zeros"):
             super().__init__()
             self.body = nn.Sequential(
-                nn.Conv3d(1, width, 3, padding=1), nn.InstanceNorm3d(width, affine=True),
+                nn.Conv3d(1, width, 3, padding=1, padding_mode=padding_mode),
+                nn.InstanceNorm3d(width, affine=True),
                 nn.LeakyReLU(0.01), nn.Conv3d(width, classes, 1))
             self.deep_supervision = deep_supervision
 
@@ -144,6 +145,20 @@ def test_first_output_of_deep_supervision_is_exported(tiny, tmp_path):
     # ITKIT's default stride is half the patch.
     assert json.loads(props["inference_config"])["patch_stride"] == [4, 4, 4]
     assert not (tmp_path / "ds.yaml").exists()
+
+
+def test_fold_constants_leaves_plain_pad(tiny, tmp_path):
+    pytest.importorskip("onnxruntime")
+    src, _, _ = tiny
+    out = tmp_path / "rep.onnx"
+    assert export_onnx.main(["--module", f"{src}:Tiny", "--kwargs", '{"padding_mode": "replicate"}',
+                             "--out", str(out), "--patch-size", "8", "8", "8", "--dynamic",
+                             "--fold-constants", "--window-level", "40", "--window-width", "400"]) == 0
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert ops == {"Pad", "Conv", "InstanceNormalization", "LeakyRelu"}
+    assert {(o.domain, o.version) for o in model.opset_import} == {("", 17)}
+    assert _props(out)["window_level"] == "40"  # metadata survives folding
 
 
 def test_metadata_string_forms_and_validation():

@@ -25,6 +25,9 @@ TEST(Tensor, RejectsOverflowingAndHugeShapes) {
   EXPECT_FALSE(CheckedElementCount({int64_t{1} << 40, int64_t{1} << 40}).ok());
   EXPECT_FALSE(CheckedElementCount({2, -1}).ok());
   EXPECT_FALSE(CheckedElementCount(Shape(9, 1)).ok());
+  // Empty, but the other dims overflow: strides would overflow (found by the fuzzer).
+  EXPECT_FALSE(CheckedElementCount({3, 0, int64_t{1} << 40, int64_t{1} << 40}).ok());
+  EXPECT_EQ(*CheckedElementCount({3, 0, 5}), 0);
   auto huge = Tensor::Allocate(DType::kF32, {int64_t{1} << 20, int64_t{1} << 20});
   ASSERT_FALSE(huge.ok());
   EXPECT_EQ(huge.status().code(), StatusCode::kResourceExhausted);

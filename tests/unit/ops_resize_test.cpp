@@ -80,8 +80,14 @@ TEST(Resize, TfCropAndResizeExtrapolates) {
   node.attrs.SetString("mode", "linear");
   node.attrs.SetString("coordinate_transformation_mode", "tf_crop_and_resize");
   node.attrs.SetFloat("extrapolation_value", 9.0f);
-  EXPECT_EQ(RunBoth(node, {F32({1, 2, 3}, {3}), F32({0.5f, 1.5f}, {2}), Tensor(), I64({3})}),
-            (std::vector<float>{2, 3, 9}));
+  const std::vector<Tensor> in = {F32({1, 2, 3}, {3}), F32({0.5f, 1.5f}, {2}), Tensor(), I64({3})};
+  EXPECT_EQ(RunBoth(node, in), (std::vector<float>{2, 3, 9}));
+  // roi known only at run time.
+  auto y = test::RunNodeWith(
+      node, in, [](const NodeSignature& s) { return cpu::CreateResizeKernel(s, ResizeImpl::kAuto); },
+      {true, false, true, true});
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  test::ExpectValues((*y)[0], {2, 3, 9});
 }
 
 TEST(Resize, CubicKeepsConstantsAndMatchesReference) {

@@ -92,7 +92,7 @@ TEST(PipelineWindows, PadReplicateCopiesEdges) {
   EXPECT_EQ(std::vector<float>(dst, dst + 5), (std::vector<float>{3, 3, 7, 7, 7}));
 }
 
-TEST(PipelineAccumulator, AveragesOverlapsAndBreaksTiesLow) {
+AccumulatorSpec LineSpec(bool keep_averages, void* labels, bool wide) {
   // 2 classes on a 1x1x6 grid, windows of 4 at x = 0 and 2.
   AccumulatorSpec spec;
   spec.classes = 2;
@@ -101,27 +101,134 @@ TEST(PipelineAccumulator, AveragesOverlapsAndBreaksTiesLow) {
   spec.crop_begin = {0, 0, 0};
   spec.crop_size = {1, 1, 6};
   spec.coverage = {std::vector<float>{1}, std::vector<float>{1}, AxisCoverage({0, 2}, 6, 4, {})};
-  auto acc = CreateHostAccumulator(spec, nullptr);
+  spec.keep_averages = keep_averages;
+  spec.target.data = labels;
+  spec.target.wide = wide;
+  spec.target.strides = {1, 6, 6};
+  return spec;
+}
+
+TEST(PipelineAccumulator, AveragesOverlapsAndBreaksTiesLow) {
+  uint8_t labels[6] = {9, 9, 9, 9, 9, 9};
+  auto acc = CreateHostAccumulator(LineSpec(true, labels, false), nullptr);
   ASSERT_TRUE(acc.ok());
   // window 0: class0 = 1, class1 = 0 ; window 1: class0 = 0, class1 = 3
   auto w0 = Tensor::FromVector<float>({1, 1, 1, 1, 0, 0, 0, 0}, {1, 2, 1, 1, 4});
   auto w1 = Tensor::FromVector<float>({0, 0, 0, 0, 3, 3, 3, 3}, {1, 2, 1, 1, 4});
   ASSERT_TRUE((*acc)->Add(*w0, {{0, 0, 0}}).ok());
   ASSERT_TRUE((*acc)->Add(*w1, {{0, 0, 2}}).ok());
+  ASSERT_TRUE((*acc)->Finish().ok());
+  EXPECT_EQ(std::vector<int>(labels, labels + 6), (std::vector<int>{0, 0, 1, 1, 1, 1}));
   float avg[12];
   ASSERT_TRUE((*acc)->Averaged(avg).ok());
   const std::vector<float> expect{1, 1, 0.5f, 0.5f, 0, 0, 0, 0, 1.5f, 1.5f, 3, 3};
   EXPECT_EQ(std::vector<float>(avg, avg + 12), expect);
-  uint8_t labels[6];
-  ASSERT_TRUE((*acc)->Argmax(labels).ok());
-  EXPECT_EQ(std::vector<int>(labels, labels + 6), (std::vector<int>{0, 0, 1, 1, 1, 1}));
 
-  auto tie = CreateHostAccumulator(spec, nullptr);
+  uint16_t l16[6];
+  auto tie = CreateHostAccumulator(LineSpec(false, l16, true), nullptr);
   auto same = Tensor::FromVector<float>({2, 2, 2, 2, 2, 2, 2, 2}, {1, 2, 1, 1, 4});
   ASSERT_TRUE((*tie)->Add(*same, {{0, 0, 0}}).ok());
-  uint16_t l16[6];
-  ASSERT_TRUE((*tie)->Argmax(l16).ok());
+  ASSERT_TRUE((*tie)->Add(*same, {{0, 0, 2}}).ok());
+  ASSERT_TRUE((*tie)->Finish().ok());
   EXPECT_EQ(l16[0], 0);  // torch.argmax: first maximum
+  EXPECT_FALSE((*tie)->Averaged(nullptr).ok());  // not kept
+}
+
+TEST(PipelineAccumulator, StreamsSlicesIntoAReorientedTarget) {
+  // 3 classes, grid 5x1x2 (z,y,x), windows of depth 2 at z = 0,1,2,3 (stride 1):
+  // a 2-deep ring. Labels go out reversed along z (target stride -2).
+  AccumulatorSpec spec;
+  spec.classes = 3;
+  spec.grid = {5, 1, 2};
+  spec.patch = {2, 1, 2};
+  spec.crop_size = {5, 1, 2};
+  spec.coverage = {AxisCoverage({0, 1, 2, 3}, 5, 2, {}), std::vector<float>{1}, std::vector<float>{1, 1}};
+  uint8_t labels[10];
+  spec.target.data = labels;
+  spec.target.offset = 8;
+  spec.target.strides = {1, 2, -2};
+  auto acc = CreateHostAccumulator(spec, nullptr);
+  ASSERT_TRUE(acc.ok());
+  for (int64_t z = 0; z < 4; ++z) {
+    // window z votes for class (z % 3) everywhere
+    std::vector<float> v(3 * 2 * 2, 0.0f);
+    for (int i = 0; i < 4; ++i) v[static_cast<size_t>((z % 3) * 4 + i)] = 1.0f + static_cast<float>(z);
+    auto t = Tensor::FromVector<float>(v, {1, 3, 2, 1, 2});
+    ASSERT_TRUE((*acc)->Add(*t, {{z, 0, 0}}).ok());
+  }
+  ASSERT_TRUE((*acc)->Finish().ok());
+  // slice 0: window 0 only → class 0; slice 1: w0 (1 for c0) + w1 (2 for c1) → 1;
+  // slice 2: w1 (2, c1) + w2 (3, c2) → 2; slice 3: w2 (3, c2) + w3 (4, c0) → 0; slice 4: w3 → 0.
+  const std::vector<int> by_z{0, 1, 2, 0, 0};
+  for (int z = 0; z < 5; ++z)
+    for (int x = 0; x < 2; ++x) EXPECT_EQ(labels[8 - 2 * z + x], by_z[static_cast<size_t>(z)]) << z << "," << x;
+}
+
+}  // namespace
+}  // namespace itkit::pipeline
+
+// The window loop's fallbacks, with a stand-in network.
+#include "window_runner.h"
+
+namespace itkit::pipeline {
+namespace {
+
+// Two classes; runs out of memory on more than one window per forward.
+class SmallMemoryNetwork final : public Network {
+ public:
+  std::string device() const override { return "cpu"; }
+  Result<Tensor> Forward(const Tensor& in) override {
+    ++calls;
+    if (in.dim(0) > 1) return OutOfMemory("pretend GPU out of memory");
+    Shape s = in.shape();
+    s[1] = 2;
+    auto out = Tensor::Allocate(DType::kF32, s);
+    if (!out.ok()) return out.status();
+    const int64_t n = in.dim(2) * in.dim(3) * in.dim(4);
+    for (int64_t i = 0; i < n; ++i) out->data<float>()[n + i] = in.data<float>()[i] - 0.5f;  // class 1 if x > .5
+    return out;
+  }
+  int calls = 0;
+};
+
+TEST(PipelineWindowRunner, ShrinksTheBatchOnOutOfMemoryAndFallsBackToHost) {
+  std::vector<float> volume(6 * 6 * 6);
+  for (size_t i = 0; i < volume.size(); ++i) volume[i] = (i % 6) < 3 ? 0.0f : 1.0f;  // x < 3: 0
+  std::vector<uint8_t> labels(volume.size(), 7);
+  WindowRunSpec spec;
+  spec.input = volume.data();
+  spec.size = {6, 6, 6};
+  spec.patch = {4, 4, 4};
+  spec.stride = {2, 2, 2};
+  spec.batch = 4;
+  spec.accumulate_device = "cuda";
+  spec.label_voxels = static_cast<int64_t>(labels.size());
+  spec.label_strides = {1, 6, 36};
+  SmallMemoryNetwork net;
+  ThreadPool pool(2);
+  auto r = RunWindows(net, spec, &pool, nullptr, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->windows, 8);
+  EXPECT_EQ(r->batch, 1);
+  ASSERT_GE(r->notes.size(), 3u);  // batch 4 → 2 → 1, CUDA accumulation unavailable
+  EXPECT_NE(r->notes[0].find("out of memory"), std::string::npos);
+  EXPECT_EQ(r->accumulator->device(), "cpu");
+  for (size_t i = 0; i < volume.size(); ++i) ASSERT_EQ(r->labels8.data()[i], (i % 6) < 3 ? 0 : 1) << i;
+}
+
+TEST(PipelineWindowRunner, RefusesPatchesBeyondTheVoxelLimit) {
+  std::vector<float> volume(8);
+  WindowRunSpec spec;
+  spec.input = volume.data();
+  spec.size = {2, 2, 2};
+  spec.patch = {1000, 1000, 1000};  // would pad a 2x2x2 volume to 10^9 voxels
+  spec.stride = {500, 500, 500};
+  spec.max_voxels = 1 << 20;
+  SmallMemoryNetwork net;
+  auto r = RunWindows(net, spec, nullptr, nullptr, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(net.calls, 0);
 }
 
 }  // namespace

@@ -128,5 +128,30 @@ TEST(Session, ArenaReusesBuffersAlongAChain) {
   EXPECT_EQ((*out)[0].data<float>()[0], 0.0f);
 }
 
+// A Reshape whose target shape is a graph input (ONNX's conformance cases do this):
+// the small int64 input is planned as a constant and its values key the plan cache.
+TEST(Session, ShapeValuedGraphInputsKeyThePlan) {
+  Model m;
+  m.graph.opsets[""] = 17;
+  m.graph.inputs.push_back(Input("x", {Dim{2, ""}, Dim{3, ""}}));
+  ValueInfo shape_in;
+  shape_in.name = "target";
+  shape_in.dtype = DType::kI64;
+  m.graph.inputs.push_back(shape_in);
+  m.graph.nodes.push_back(MakeNode("reshape", "Reshape", {"x", "target"}, {"y"}));
+  m.graph.outputs.push_back(ValueInfo{"y", DType::kF32, false, {}});
+  auto session = Session::Create(std::move(m));
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  auto x = Tensor::FromVector<float>({0, 1, 2, 3, 4, 5}, {2, 3});
+  for (const std::vector<int64_t>& target : {std::vector<int64_t>{3, 2}, std::vector<int64_t>{6}, std::vector<int64_t>{1, -1}}) {
+    auto t = Tensor::FromVector<int64_t>(target, {static_cast<int64_t>(target.size())});
+    auto out = (*session)->Run(std::vector<Tensor>{*x, *t});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    const Shape expect = target[0] == 1 ? Shape{1, 6} : Shape(target.begin(), target.end());
+    EXPECT_EQ((*out)[0].shape(), expect);
+    EXPECT_EQ((*out)[0].data<float>()[5], 5.0f);
+  }
+}
+
 }  // namespace
 }  // namespace itkit

@@ -32,7 +32,7 @@ struct KernelContext {
   std::vector<const Tensor*> inputs;  // nullptr for omitted optional inputs
   std::vector<Tensor*> outputs;       // allocated by the session with planned shapes
   ThreadPool* pool = nullptr;         // CPU backends
-  void* workspace = nullptr;          // workspace_bytes() of scratch on the kernel's device
+  void* workspace = nullptr;          // workspace_bytes() of scratch, 64-byte aligned
   size_t workspace_bytes = 0;
 };
 

@@ -109,5 +109,6 @@ class [[nodiscard]] Result {
   if (!tmp.ok()) return tmp.status();               \
   lhs = std::move(tmp).value()
 
+// Expands to several statements: inside an if/else, wrap it in braces.
 #define ITKIT_ASSIGN_OR_RETURN(lhs, expr) \
   ITKIT_ASSIGN_OR_RETURN_IMPL(ITKIT_CONCAT(itkit_result_, __LINE__), lhs, expr)

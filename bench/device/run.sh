@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The one script run on the GPU machine (H100/H200), from the repository root, after
+# bench/device/pack.sh has made build-device/bundle.tar.xz here (carry it):
+#
+#   run(command="bench/device/run.sh", carry=["build-device"], timeout_s=560)
+#
+# Steps, each with a share of a ~7.5 minute budget: environment; the CUDA op tests
+# (itkit_backend_ops_test); the model zoo on CUDA FP32/FP16 against the CPU and
+# PyTorch's outputs; the Google Benchmark kernels; export of the reference U-Net with
+# the machine's PyTorch; ours vs PyTorch eager FP16 per 128^3 window (batch 4) and
+# for a whole 320x512x512 sliding-window pass; the table for docs/PERFORMANCE.md.
+# Results go to $OUT (8 files at most come back): run.log, env.txt, ops.log,
+# zoo.log, kernels.json, ours_fp16.json, torch_fp16.json, performance.md.
+set -uo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+OUT="${OUT:-$repo/build-device/out}"
+mkdir -p "$OUT"
+exec > >(tee "$OUT/run.log") 2>&1
+start=$(date +%s)
+budget=${ITKIT_DEVICE_BUDGET_S:-450}
+status=0
+
+# Runs "$@" with at most $2 seconds, and never past the whole budget.
+step() {
+  local name="$1" limit="$2"
+  shift 2
+  local left=$((budget - ($(date +%s) - start)))
+  ((limit > left)) && limit=$left
+  if ((limit < 10)); then
+    echo "== $name: skipped, out of time"
+    status=1
+    return 1
+  fi
+  echo "== $name (at $(($(date +%s) - start)) s, limit $limit s)"
+  timeout --kill-after=5 "$limit" "$@"
+  local rc=$?
+  ((rc == 124)) && echo "== $name: TIMED OUT after $limit s"
+  ((rc != 0)) && status=1
+  echo "== $name: exit $rc after $(($(date +%s) - start)) s total"
+  return $rc
+}
+
+# ---- libraries: cuDNN from the Python venv's wheel, cuBLAS from the CUDA toolkit ----
+cudnn_lib="$(python3 -c 'import nvidia.cudnn,os;print(os.path.join(list(nvidia.cudnn.__path__)[0],"lib"))' 2>/dev/null)"
+cublas_pip="$(python3 -c 'import nvidia.cublas,os;print(os.path.join(list(nvidia.cublas.__path__)[0],"lib"))' 2>/dev/null)"
+bundle="$repo/build-device/bundle.tar.xz"
+dest=/tmp/itkit-device
+if [[ -f "$bundle" ]]; then
+  rm -rf "$dest" && mkdir -p "$dest" && tar -C "$dest" -xJf "$bundle"
+else
+  # No bundle: try to build here (needs GTest, Google Benchmark and oneDNN on this image).
+  echo "no $bundle: building on this machine"
+  mkdir -p "$dest/bin"
+  cmake -S "$repo" -B /tmp/itkit-build -G Ninja -DITKIT_CUDA=ON -DITKIT_BUILD_SERVER=OFF \
+    -DCUDNN_ROOT="$(dirname "$cudnn_lib")" -DCUDNN_LIBRARY="$cudnn_lib/libcudnn.so.9" &&
+    ninja -C /tmp/itkit-build itkit_backend_ops_test itkit_cuda_bench itkit_cuda_kernel_bench &&
+    find /tmp/itkit-build -type f -perm -u+x -name 'itkit_*' -exec cp {} "$dest/bin/" \;
+fi
+bin="$dest/bin"
+export LD_LIBRARY_PATH="${cudnn_lib:+$cudnn_lib:}/usr/local/cuda/lib64${cublas_pip:+:$cublas_pip}:$dest/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+commit="$(cat "$dest/COMMIT" 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit: $commit"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvcc --version 2>/dev/null | tail -1
+  python3 -c 'import torch; print("torch", torch.__version__, "cudnn", torch.backends.cudnn.version())'
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  ldd "$bin/itkit_backend_ops_test" | grep -E 'cudnn|cublas|dnnl|not found'
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+# ---- correctness ----
+step "op tests" 170 "$bin/itkit_backend_ops_test" --gtest_brief=1 >"$OUT/ops.log" 2>&1
+grep -E ' vs |CUDA unavailable|FAILED|PASSED|SKIPPED' "$OUT/ops.log" | head -40
+
+if [[ -d "$dest/zoo" ]]; then
+  step "model zoo on CUDA" 90 "$bin/itkit_cuda_bench" zoo "$dest"/zoo/*/ >"$OUT/zoo.log" 2>&1
+  grep -v '^\[' "$OUT/zoo.log" | grep -vi 'CUDA backend:' | tail -40
+  # The ONNX test runner's own check, once it has --device (see docs/cuda-backend.md).
+  if "$bin/itkit_onnx_test_runner" --help 2>&1 | grep -q -- '--device'; then
+    step "onnx_test_runner --device cuda --fp16" 60 "$bin/itkit_onnx_test_runner" --device cuda --fp16 \
+      --rtol 1e-2 --atol 1e-3 "$dest"/zoo/*/ >>"$OUT/zoo.log" 2>&1
+  fi
+fi
+
+# ---- speed ----
+step "kernel benchmarks" 60 "$bin/itkit_cuda_kernel_bench" --benchmark_min_time=0.3 \
+  --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json
+step "export reference U-Net" 90 python3 bench/device/torch_reference.py export --out /tmp/ref_unet.onnx
+if [[ -f /tmp/ref_unet.onnx ]]; then
+  step "ours: reference U-Net fp16" 170 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 \
+    --patch 128 --stride 64 --volume 320,512,512 --tuning-cache /tmp/itkit-tuning --json "$OUT/ours_fp16.json"
+fi
+step "PyTorch eager fp16" 150 python3 bench/device/torch_reference.py bench --batch 4 --patch 128 --stride 64 \
+  --volume 320,512,512 --json "$OUT/torch_fp16.json"
+if [[ -f "$OUT/ours_fp16.json" && -f "$OUT/torch_fp16.json" ]]; then
+  python3 bench/device/torch_reference.py table --ours "$OUT/ours_fp16.json" --torch "$OUT/torch_fp16.json" \
+    --commit "$commit" >"$OUT/performance.md"
+  cat "$OUT/performance.md"
+fi
+echo "run.sh: done in $(($(date +%s) - start)) s, status $status"
+exit $status
