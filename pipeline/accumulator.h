@@ -28,6 +28,7 @@ struct AccumulatorSpec {
   int classes = 0;
   Zyx grid{};         // the padded volume windows live in
   Zyx patch{};
+  std::array<std::vector<int64_t>, 3> starts;  // window starts per axis (WindowPlan::starts)
   Zyx crop_begin{};   // the region results are read from (the unpadded volume)
   Zyx crop_size{};
   bool gaussian = false;

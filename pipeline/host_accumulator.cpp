@@ -29,6 +29,11 @@ ITKIT_CLONES void AddRowWeighted(float* __restrict d, const float* __restrict s,
   for (int64_t x = 0; x < n; ++x) d[x] += s[x] * (wzy * wx[x]);
 }
 
+ITKIT_CLONES void SetRowWeighted(float* __restrict d, const float* __restrict s, const float* __restrict wx,
+                                 float wzy, int64_t n) {
+  for (int64_t x = 0; x < n; ++x) d[x] = s[x] * (wzy * wx[x]);
+}
+
 // One class of the running argmax; strict '>' keeps the first maximum.
 ITKIT_CLONES void ArgmaxStep8(float* __restrict best, uint8_t* __restrict arg, const float* __restrict s,
                               uint8_t c, int64_t n) {
@@ -55,7 +60,7 @@ void ArgmaxStep(float* best, uint16_t* arg, const float* s, int c, int64_t n) {
   ArgmaxStep16(best, arg, s, static_cast<uint16_t>(c), n);
 }
 
-constexpr int64_t kPrefetchRows = 2;
+constexpr int64_t kPrefetchRows = 4;
 
 void Prefetch(const float* row, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(row + i, 1, 3);
@@ -113,10 +118,22 @@ class HostAccumulator final : public Accumulator {
     return sums_.data() + ((c * ring_ + z % ring_) * g[1] + y) * g[2];
   }
 
+  // Where, along axis a, the window starting at `s` first covers positions: before
+  // it, the previous window on that axis did. A voxel is first reached by the window
+  // whose three axes all cover it "fresh" (the lexicographically first covering
+  // window of the grid); that window sets it, later ones add. So nothing needs
+  // zeroing, neither the buffer nor reused ring slots.
+  int64_t FreshFrom(size_t a, int64_t s) const {
+    const auto& st = spec_.starts[a];
+    const auto it = std::lower_bound(st.begin(), st.end(), s);
+    return it == st.begin() ? s : std::max(s, *(it - 1) + spec_.patch[a]);
+  }
+
   // One window: rows of (class, z) planes in parallel; a window covers each voxel
   // once, so rows never collide.
   void AddWindow(const float* src, const Zyx& start) {
     const Zyx& p = spec_.patch;
+    const int64_t fz = FreshFrom(0, start[0]), fy = FreshFrom(1, start[1]), fx = FreshFrom(2, start[2]);
     ParallelFor(pool_, spec_.classes * p[0], 1, [&](int64_t b, int64_t e) {
       for (int64_t cz = b; cz < e; ++cz) {
         const int64_t c = cz / p[0], z = cz % p[0];
@@ -126,18 +143,24 @@ class HostAccumulator final : public Accumulator {
           // Rows are a grid row apart: the hardware prefetcher does not follow them,
           // and waiting for each row's lines made this loop latency-bound (~2x).
           if (y + kPrefetchRows < p[1]) Prefetch(d + kPrefetchRows * spec_.grid[2], p[2]);
+          // [0, split) was reached before: add; [split, patch) is new: set.
+          const bool fresh_row = start[0] + z >= fz && start[1] + y >= fy;
+          const int64_t split = fresh_row ? fx - start[2] : p[2];
           if (!spec_.gaussian) {
-            AddRow(d, s, p[2]);
+            AddRow(d, s, split);
+            std::memcpy(d + split, s + split, static_cast<size_t>(p[2] - split) * sizeof(float));
           } else {
             const float wzy = spec_.weights[0][static_cast<size_t>(z)] * spec_.weights[1][static_cast<size_t>(y)];
-            AddRowWeighted(d, s, spec_.weights[2].data(), wzy, p[2]);
+            const float* wx = spec_.weights[2].data();
+            AddRowWeighted(d, s, wx, wzy, split);
+            SetRowWeighted(d + split, s + split, wx + split, wzy, p[2] - split);
           }
         }
       }
     });
   }
 
-  // Labels for grid slices [done_, end), then their ring slots are zeroed for reuse.
+  // Labels for grid slices [done_, end); their ring slots are then free for reuse.
   void Finalize(int64_t end) {
     end = std::min(end, spec_.grid[0]);
     if (end <= done_) return;
@@ -150,15 +173,6 @@ class HostAccumulator final : public Accumulator {
       } else {
         Labels(static_cast<uint8_t*>(spec_.target.data), z0, z1);
       }
-    }
-    if (!spec_.keep_averages) {
-      const Zyx& g = spec_.grid;
-      const int64_t planes = spec_.classes * (end - done_);
-      const int64_t first = done_, count = end - done_;
-      ParallelFor(pool_, planes, 1, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i)
-          std::memset(Row(i / count, first + i % count, 0), 0, static_cast<size_t>(g[1] * g[2]) * sizeof(float));
-      });
     }
     done_ = end;
   }
@@ -200,9 +214,12 @@ Result<std::unique_ptr<Accumulator>> CreateHostAccumulator(const AccumulatorSpec
   const Zyx& g = spec.grid;
   if (spec.classes <= 0) return Internal("accumulator without classes");
   if (spec.target.data == nullptr) return Internal("accumulator without a label target");
+  for (size_t a = 0; a < 3; ++a)
+    if (spec.starts[a].empty() || spec.starts[a].back() + spec.patch[a] != g[a])
+      return Internal("accumulator: window starts do not tile the grid");
   const int64_t ring = spec.keep_averages ? g[0] : std::min(g[0], spec.patch[0]);
   ITKIT_ASSIGN_OR_RETURN(Buffer<float> sums,
-                         Buffer<float>::Allocate(spec.classes * ring * g[1] * g[2], /*zeroed=*/true));
+                         Buffer<float>::Allocate(spec.classes * ring * g[1] * g[2]));
   return std::unique_ptr<Accumulator>(new HostAccumulator(spec, pool, std::move(sums), ring));
 }
 

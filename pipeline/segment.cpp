@@ -1,5 +1,6 @@
 // One segmentation, start to end: read → reorient + normalise → (resample) → windows
-// → argmax → (resample back) → back to the input's grid → statistics → write.
+// (accumulated, argmax written slab by slab into the output grid) → (resample back,
+// reorient back) → statistics → write.
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -18,7 +19,7 @@
 namespace itkit::pipeline {
 namespace {
 
-
+// Wall and CPU seconds per stage into the report.
 class StageTimer {
  public:
   explicit StageTimer(SegmentReport* r)

@@ -4,9 +4,11 @@
 
 namespace itkit::pipeline {
 std::string LabelStatsToJson(const SegmentReport& report) {
-  nlohmann::json labels = nlohmann::json::array();
+  // Ordered: the file reads label, name, voxels, volume, intensities.
+  using Json = nlohmann::ordered_json;
+  Json labels = Json::array();
   for (const LabelStats& s : report.stats) {
-    nlohmann::json j = {{"label", s.label}, {"name", s.name}, {"voxels", s.voxels}, {"volume_mm3", s.volume_mm3}};
+    Json j = {{"label", s.label}, {"name", s.name}, {"voxels", s.voxels}, {"volume_mm3", s.volume_mm3}};
     if (s.voxels > 0) {
       j["mean"] = s.mean;
       j["min"] = s.min;
@@ -16,7 +18,7 @@ std::string LabelStatsToJson(const SegmentReport& report) {
     }
     labels.push_back(j);
   }
-  nlohmann::json doc = {{"size", report.size}, {"labels", labels}};
+  Json doc = {{"size", report.size}, {"labels", labels}};
   return doc.dump(2) + "\n";
 }
 

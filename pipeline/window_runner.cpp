@@ -124,6 +124,7 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
   AccumulatorSpec aspec;
   aspec.grid = plan.padded;
   aspec.patch = plan.patch;
+  aspec.starts = plan.starts;
   aspec.crop_begin = plan.pad_before;
   aspec.crop_size = plan.size;
   aspec.gaussian = spec.gaussian;

@@ -210,7 +210,7 @@ TEST(Form, UrlEncodedFieldsWithoutFiles) {
   StringBody body("model_name=my+model&force_cpu=true&x=%41");
   Request req;
   req.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
-  req.content_length = 41;
+  req.content_length = 40;
   req.body = &body;
   auto form = ReadMultipartForm(req, FormOptions{});
   ASSERT_TRUE(form.ok()) << form.error().message;

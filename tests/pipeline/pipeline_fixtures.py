@@ -10,10 +10,23 @@ import SimpleITK as sitk
 
 # ------------------------------------------------------------------ networks
 
+def _calibration_input(channels: int, seed: int = 123):
+    """A smooth random field in [0, 1], like a normalised phantom."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((1, channels, 24, 24, 24), generator=g)
+    for _ in range(3):  # cheap smoothing: repeated 3x3x3 box filter
+        x = torch.nn.functional.avg_pool3d(x, 3, stride=1, padding=1, count_include_pad=False)
+    x = (x - x.amin()) / (x.amax() - x.amin())
+    return x
+
+
 def make_net(path: str, *, classes: int = 3, channels: int = 1, hidden: int = 8, kernel: int = 3,
              static_shape=None, metadata: dict | None = None, seed: int = 0) -> str:
-    """Conv3d(k) -> ReLU -> Conv3d(k): random but fixed weights; asymmetric kernels
-    make any orientation or window-placement mistake visible in the labels."""
+    """Conv3d(k) -> ReLU -> Conv3d(k) with random but fixed weights. The weights are
+    amplified and the class biases calibrated so that every class wins on a good
+    share of a smooth [0, 1] input: labels then depend on intensity *and* context,
+    so a wrong orientation, window placement, padding or blending changes them."""
     import onnx
     import torch
 
@@ -25,27 +38,52 @@ def make_net(path: str, *, classes: int = 3, channels: int = 1, hidden: int = 8,
         torch.nn.Conv3d(hidden, classes, kernel, padding=pad),
     ).eval()
     with torch.no_grad():
-        # Spread the class biases so every class wins somewhere.
-        net[2].bias.copy_(torch.linspace(-0.3, 0.3, classes))
+        net[0].weight.mul_(4.0)
+        net[2].weight.mul_(4.0)
+        x = _calibration_input(channels)
+        logits = net(x)
+        # Centre each class on its median so the argmax is spread over the classes.
+        net[2].bias.sub_(logits.flatten(2).median(dim=2).values[0])
     shape = static_shape or (1, channels, 16, 16, 16)
     x = torch.zeros(shape)
     dynamic = None if static_shape else {"input": {0: "N", 2: "Z", 3: "Y", 4: "X"},
                                          "logits": {0: "N", 2: "Z", 3: "Y", 4: "X"}}
     torch.onnx.export(net, x, path, input_names=["input"], output_names=["logits"], opset_version=17,
                       dynamic_axes=dynamic)
-    if metadata:
-        m = onnx.load(path)
-        for k, v in metadata.items():
-            p = m.metadata_props.add()
-            p.key = k
-            p.value = v if isinstance(v, str) else json.dumps(v)
-        onnx.save(m, path)
+    _add_metadata(path, metadata)
     return path
 
 
 def make_pointwise_net(path: str, classes: int, metadata: dict | None = None) -> str:
-    """1x1x1 conv with `classes` outputs (e.g. > 255 classes for 16-bit labels)."""
-    return make_net(path, classes=classes, hidden=2, kernel=1, metadata=metadata)
+    """1x1x1 convs whose argmax bins the [0, 1] input into `classes` levels
+    (logit_c = c/C * x - (c/C)^2 / 2), e.g. > 255 classes for 16-bit labels."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 1, 1), torch.nn.ReLU(), torch.nn.Conv3d(1, classes, 1)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.fill_(0.0)
+        a = torch.arange(classes, dtype=torch.float32) / classes
+        net[2].weight.copy_(a.reshape(classes, 1, 1, 1, 1))
+        net[2].bias.copy_(-a * a / 2)
+    x = torch.zeros((1, 1, 8, 8, 8))
+    dynamic = {"input": {0: "N", 2: "Z", 3: "Y", 4: "X"}, "logits": {0: "N", 2: "Z", 3: "Y", 4: "X"}}
+    torch.onnx.export(net, x, path, input_names=["input"], output_names=["logits"], opset_version=17,
+                      dynamic_axes=dynamic)
+    _add_metadata(path, metadata)
+    return path
+
+
+def _add_metadata(path: str, metadata: dict | None) -> None:
+    if not metadata:
+        return
+    import onnx
+    m = onnx.load(path)
+    for k, v in metadata.items():
+        p = m.metadata_props.add()
+        p.key = k
+        p.value = v if isinstance(v, str) else json.dumps(v)
+    onnx.save(m, path)
 
 
 # ------------------------------------------------------------------ geometry

@@ -98,6 +98,7 @@ AccumulatorSpec LineSpec(bool keep_averages, void* labels, bool wide) {
   spec.classes = 2;
   spec.grid = {1, 1, 6};
   spec.patch = {1, 1, 4};
+  spec.starts = {std::vector<int64_t>{0}, std::vector<int64_t>{0}, std::vector<int64_t>{0, 2}};
   spec.crop_begin = {0, 0, 0};
   spec.crop_size = {1, 1, 6};
   spec.coverage = {std::vector<float>{1}, std::vector<float>{1}, AxisCoverage({0, 2}, 6, 4, {})};
@@ -141,6 +142,7 @@ TEST(PipelineAccumulator, StreamsSlicesIntoAReorientedTarget) {
   spec.classes = 3;
   spec.grid = {5, 1, 2};
   spec.patch = {2, 1, 2};
+  spec.starts = {std::vector<int64_t>{0, 1, 2, 3}, std::vector<int64_t>{0}, std::vector<int64_t>{0}};
   spec.crop_size = {5, 1, 2};
   spec.coverage = {AxisCoverage({0, 1, 2, 3}, 5, 2, {}), std::vector<float>{1}, std::vector<float>{1, 1}};
   uint8_t labels[10];
