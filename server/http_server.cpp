@@ -132,6 +132,8 @@ int HttpServer::OnHttpError(mg_connection* conn, int status, const char* message
     const mg_request_info* info = mg_get_request_info(conn);
     std::string method = info && info->request_method ? info->request_method : "";
     std::string path = info && info->local_uri ? info->local_uri : "";
+    LogDebug("civetweb error ", status, " method='", LogSafe(method), "' path='", LogSafe(path), "' uri='",
+             LogSafe(info && info->request_uri ? info->request_uri : ""), "'");
     std::string allow;
     if (self != nullptr && status == 400 && !method.empty() && !path.empty()) {
       Router::Match m = self->router_.Find(method, path);
