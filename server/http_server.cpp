@@ -132,6 +132,11 @@ int HttpServer::OnHttpError(mg_connection* conn, int status, const char* message
     const mg_request_info* info = mg_get_request_info(conn);
     std::string method = info && info->request_method ? info->request_method : "";
     std::string path = info && info->local_uri ? info->local_uri : "";
+    if (path.empty() && info && info->request_uri && info->request_uri[0] == '/') {
+      // Rejected methods (TRACE) stop before CivetWeb fills local_uri.
+      std::string raw = info->request_uri;
+      path = UrlDecode(raw.substr(0, raw.find('?')), false);
+    }
     LogDebug("civetweb error ", status, " method='", LogSafe(method), "' path='", LogSafe(path), "' uri='",
              LogSafe(info && info->request_uri ? info->request_uri : ""), "'");
     std::string allow;
