@@ -28,7 +28,9 @@ struct Normalization {
   std::optional<double> clip_low, clip_high, mean, std;   // mode "ct"
 };
 
-// ITKIT's inference_config plus our extensions. Unset = take the model's default.
+// ITKIT's inference_config plus our extensions, as resolved for a model (defaults <
+// ONNX metadata < YAML sidecar < load request); an empty patch_size means "no static
+// input and none configured": the whole volume is one window, as in ITKIT.
 struct InferenceConfig {
   std::vector<int64_t> patch_size;    // (z, y, x)
   std::vector<int64_t> patch_stride;  // (z, y, x); default patch // 2
@@ -116,7 +118,9 @@ struct LabelStats {
 
 struct SegmentReport {
   std::map<std::string, double> stage_seconds;  // per stage, for Server-Timing/metrics
-  std::map<std::string, double> stage_cpu_seconds;  // process CPU time (all threads) per stage
+  // Process CPU seconds (all threads) per stage: meaningful when one request runs at
+  // a time (benchmarks), where wall time on a shared machine is not.
+  std::map<std::string, double> stage_cpu_seconds;
   int64_t windows = 0;
   std::string device;                            // where the network ran
   std::vector<int64_t> size;                     // input size (x, y, z)
