@@ -55,6 +55,13 @@ std::string Request::Header(std::string_view name) const {
 }
 
 ApiResult<size_t> Request::ReadSome(char* buf, size_t n) {
+  bool was_done = body_done;
+  ApiResult<size_t> r = ReadSomeImpl(buf, n);
+  if (body_done && !was_done && on_body_done) on_body_done();
+  return r;
+}
+
+ApiResult<size_t> Request::ReadSomeImpl(char* buf, size_t n) {
   if (body_done || body == nullptr) return size_t{0};
   if (abort != nullptr && abort->load()) return MakeError(503, "server is shutting down", 5);
   if (Clock::now() > body_deadline) {
@@ -65,6 +72,11 @@ ApiResult<size_t> Request::ReadSome(char* buf, size_t n) {
   if (room <= 0) return MakeError(413, "request body exceeds the limit of " + std::to_string(body_limit) + " bytes");
   size_t want = std::min<size_t>(n, static_cast<size_t>(room));
   int64_t got = body->Read(buf, want);
+  if (got <= 0 && Clock::now() > body_deadline) {
+    // The server cut the read short at the deadline (upload watchdog).
+    body_done = true;
+    return MakeError(408, "upload took too long (the server's upload time limit was reached)");
+  }
   if (got < 0) return MakeError(408, "connection error or timeout while reading the request body");
   if (got == 0) {
     body_done = true;
@@ -154,45 +166,55 @@ std::vector<std::string> SplitPath(std::string_view path) {
 }
 
 Router::Match Router::Find(std::string_view method, std::string_view path) const {
+  // Among the patterns matching the path, only the most literal ones count:
+  // /api/models/upload is that route, not /api/models/{name}.
   Match match;
+  int best = -1;
   std::vector<std::string> segs = SplitPath(path);
   for (const Route& route : routes_) {
     std::vector<std::string> pat = SplitPath(route.pattern);
     std::map<std::string, std::string> params;
     bool ok = true;
-    size_t i = 0;
-    for (; i < pat.size(); ++i) {
+    bool rest_param = false;
+    int literals = 0;
+    for (size_t i = 0; i < pat.size() && ok; ++i) {
       const std::string& p = pat[i];
       bool is_param = p.size() > 2 && p.front() == '{' && p.back() == '}';
       if (is_param && p[p.size() - 2] == '*') {
         // Rest-of-path parameter (static files): joins the remaining segments.
         std::string rest;
         for (size_t k = i; k < segs.size(); ++k) rest += (rest.empty() ? "" : "/") + segs[k];
-        if (rest.empty()) ok = false;
+        ok = !rest.empty();
         params[p.substr(1, p.size() - 3)] = rest;
-        i = pat.size();
+        rest_param = true;
         break;
       }
-      if (i >= segs.size()) { ok = false; break; }
-      if (is_param) {
+      if (i >= segs.size()) {
+        ok = false;
+      } else if (is_param) {
         params[p.substr(1, p.size() - 2)] = segs[i];
       } else if (p != segs[i]) {
         ok = false;
-        break;
+      } else {
+        ++literals;
       }
     }
-    bool rest_param = !pat.empty() && pat.back().size() > 3 && pat.back()[pat.back().size() - 2] == '*';
-    if (!ok || (!rest_param && segs.size() != pat.size())) continue;
-    if (route.method == method) {
-      match.route = &route;
-      match.params = std::move(params);
-      return match;
+    if (!ok || (!rest_param && segs.size() != pat.size()) || literals < best) continue;
+    if (literals > best) {
+      best = literals;
+      match = Match{};
     }
-    if (std::find(match.allowed_methods.begin(), match.allowed_methods.end(), route.method) ==
-        match.allowed_methods.end()) {
+    if (route.method == method) {
+      if (match.route == nullptr) {
+        match.route = &route;
+        match.params = std::move(params);
+      }
+    } else if (std::find(match.allowed_methods.begin(), match.allowed_methods.end(), route.method) ==
+               match.allowed_methods.end()) {
       match.allowed_methods.push_back(route.method);
     }
   }
+  if (match.route != nullptr) match.allowed_methods.clear();
   return match;
 }
 

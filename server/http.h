@@ -60,6 +60,7 @@ struct Request {
   const std::atomic<bool>* abort = nullptr;  // set on shutdown: stop reading
   int64_t body_read = 0;
   bool body_done = false;  // the whole body has been consumed
+  std::function<void()> on_body_done;  // called once when body_done turns true
 
   // Case-insensitive; "" when absent.
   std::string Header(std::string_view name) const;
@@ -70,6 +71,9 @@ struct Request {
   ApiResult<std::string> ReadAll();
   // The value of a query parameter (URL-decoded), "" when absent.
   std::string QueryParam(std::string_view name) const;
+
+ private:
+  ApiResult<size_t> ReadSomeImpl(char* buf, size_t n);
 };
 
 struct Response {

@@ -1,12 +1,17 @@
 #include "server/http_server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include <civetweb.h>
@@ -44,7 +49,94 @@ std::string LogSafe(std::string_view s) {
   return out;
 }
 
+// CivetWeb does not expose a connection's socket; find it among our file
+// descriptors by its address pair. -1 when not found (no watchdog then).
+int FindConnectionSocket(const mg_request_info* info) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int found = -1;
+  while (dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0') continue;
+    struct stat st;
+    if (::fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    sockaddr_storage peer{}, local{};
+    socklen_t pl = sizeof(peer), ll = sizeof(local);
+    if (::getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &pl) != 0 ||
+        ::getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &ll) != 0) {
+      continue;
+    }
+    char addr[INET6_ADDRSTRLEN] = {0};
+    int peer_port = 0, local_port = 0;
+    if (peer.ss_family == AF_INET) {
+      auto* p4 = reinterpret_cast<sockaddr_in*>(&peer);
+      ::inet_ntop(AF_INET, &p4->sin_addr, addr, sizeof(addr));
+      peer_port = ntohs(p4->sin_port);
+      local_port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+      auto* p6 = reinterpret_cast<sockaddr_in6*>(&peer);
+      ::inet_ntop(AF_INET6, &p6->sin6_addr, addr, sizeof(addr));
+      peer_port = ntohs(p6->sin6_port);
+      local_port = ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port);
+    } else {
+      continue;
+    }
+    if (peer_port == info->remote_port && local_port == info->server_port &&
+        std::strcmp(addr, info->remote_addr) == 0) {
+      found = static_cast<int>(fd);
+      break;
+    }
+  }
+  ::closedir(dir);
+  return found;
+}
+
 }  // namespace
+
+void HttpServer::UploadWatchdog::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(200));
+      Clock::time_point now = Clock::now();
+      for (auto it = entries_.begin(); it != entries_.end();) {
+        if (now > it->second.deadline) {
+          // Under the lock: Unwatch (before the connection closes) waits for
+          // this, so the descriptor is still the connection's.
+          ::shutdown(it->second.fd, SHUT_RD);
+          it = entries_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  });
+}
+
+void HttpServer::UploadWatchdog::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t HttpServer::UploadWatchdog::Watch(int fd, Clock::time_point deadline) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t token = next_++;
+  entries_[token] = Entry{fd, deadline};
+  return token;
+}
+
+void HttpServer::UploadWatchdog::Unwatch(uint64_t token) {
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.erase(token);
+}
 
 std::string ListeningPort(const std::string& host, int port, bool tls) {
   std::string h = host == "localhost" ? "127.0.0.1" : host;
@@ -65,6 +157,11 @@ Status HttpServer::Start() {
   std::string ports = ListeningPort(options_.host, options_.port, tls);
   std::string threads = std::to_string(options_.threads);
   std::string io_ms = std::to_string(static_cast<int64_t>(options_.io_timeout_s * 1000));
+  // One handler thread per CivetWeb worker: a worker waits for its handler, so
+  // none ever queues.
+  if (!handlers_.Start(options_.threads)) {
+    return Unavailable("cannot start ", options_.threads, " request handler threads (--http-threads)");
+  }
   std::vector<const char*> opts = {
       "listening_ports", ports.c_str(),
       "num_threads", threads.c_str(),
@@ -100,11 +197,13 @@ Status HttpServer::Start() {
   error.text_buffer_size = sizeof(error_text);
   ctx_ = mg_start2(&init, &error);
   if (ctx_ == nullptr) {
+    handlers_.Stop();
     std::string why = error_text[0] ? error_text : "unknown error";
     return Unavailable("cannot listen on ", ports, ": ", why);
   }
   // "**" matches every URI: routing is ours (route table in http.h).
   mg_set_request_handler(ctx_, "**", &HttpServer::OnRequest, this);
+  watchdog_.Start();
   return Status::Ok();
 }
 
@@ -113,6 +212,8 @@ void HttpServer::Stop() {
     mg_stop(ctx_);
     ctx_ = nullptr;
   }
+  watchdog_.Stop();
+  handlers_.Stop();
 }
 
 int HttpServer::OnLog(const mg_connection*, const char* message) {
@@ -199,10 +300,8 @@ Response HttpServer::Dispatch(Request& req, std::string* endpoint) const {
   if (req.method == "OPTIONS") {
     // CORS preflight: answered without authentication (browsers never send
     // credentials here).
-    Router::Match any = router_.Find("GET", req.path);
-    std::vector<std::string> methods = match.allowed_methods;
-    if (any.route) methods.push_back("GET");
-    if (methods.empty() && !match.route) return Response::Error(404, "not found: " + req.path);
+    const std::vector<std::string>& methods = match.allowed_methods;
+    if (methods.empty()) return Response::Error(404, "not found: " + req.path);
     std::string allow = "OPTIONS";
     for (const auto& m : methods) allow += ", " + m;
     Response r;
@@ -331,13 +430,26 @@ void HttpServer::Serve(mg_connection* conn) {
                                       std::chrono::duration<double>(options_.upload_timeout_s));
   req.abort = options_.shutting_down;
 
+  // Requests with a body are watched for the upload deadline.
+  uint64_t watch = 0;
+  if (!req.body_done) {
+    int fd = FindConnectionSocket(info);
+    if (fd >= 0) {
+      watch = watchdog_.Watch(fd, req.body_deadline);
+      // Once the body is in, a long inference must not trip the watchdog.
+      req.on_body_done = [this, watch] { watchdog_.Unwatch(watch); };
+    }
+  }
   std::string endpoint;
   Response resp;
-  try {
-    resp = Dispatch(req, &endpoint);
-  } catch (...) {
-    resp = Response::Error(500, "internal error");
-  }
+  handlers_.Run([&] {
+    try {
+      resp = Dispatch(req, &endpoint);
+    } catch (...) {
+      resp = Response::Error(500, "internal error");
+    }
+  });
+  if (watch != 0) watchdog_.Unwatch(watch);
   AddCors(req, &resp);
   int64_t sent = Send(conn, req, resp);
   resp.owned_file.reset();  // removes a temporary result now that it is sent

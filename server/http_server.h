@@ -4,10 +4,15 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "itkit/status.h"
+#include "server/handler_threads.h"
 #include "server/http.h"
 #include "server/metrics.h"
 
@@ -52,12 +57,39 @@ class HttpServer {
   int64_t Send(mg_connection* conn, const Request& req, Response& resp) const;
   void AddCors(const Request& req, Response* resp) const;
 
+  // Ends uploads that outlive --upload-timeout. CivetWeb's mg_read keeps
+  // waiting as long as bytes trickle in (each read within the I/O timeout), so
+  // a deadline checked between reads is not enough: the watchdog shuts the
+  // socket's read side, mg_read returns, and the request is answered 408.
+  class UploadWatchdog {
+   public:
+    ~UploadWatchdog() { Stop(); }
+    void Start();
+    void Stop();
+    uint64_t Watch(int fd, Clock::time_point deadline);
+    void Unwatch(uint64_t token);
+
+   private:
+    struct Entry {
+      int fd;
+      Clock::time_point deadline;
+    };
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::map<uint64_t, Entry> entries_;
+    uint64_t next_ = 1;
+    bool stop_ = false;
+    std::thread thread_;
+  };
+
   const Router& router_;
   Metrics* metrics_;
   HttpServerOptions options_;
   mg_context* ctx_ = nullptr;
   std::string id_prefix_;
   mutable std::atomic<uint64_t> next_id_{1};
+  UploadWatchdog watchdog_;
+  HandlerThreads handlers_;  // run Dispatch with full-size stacks (handler_threads.h)
 };
 
 // "host:port" for CivetWeb's listening_ports (IPv6 literals bracketed, 's'

@@ -269,6 +269,7 @@ ApiResult<InferParams> ParseInferParams(const std::map<std::string, std::string>
 
 bool ValidModelName(std::string_view name) {
   if (name.empty() || name.size() > 128 || name.front() == '.') return false;
+  if (name == "upload") return false;  // /api/models/upload is a route of its own
   for (char c : name) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return false;
   }
@@ -283,7 +284,7 @@ std::string SanitizeModelName(std::string_view text) {
     out.push_back(ok ? c : '_');
   }
   while (!out.empty() && out.front() == '.') out.erase(0, 1);
-  return out.empty() ? "model" : out;
+  return out.empty() || out == "upload" ? "model" : out;
 }
 
 nlohmann::json InferenceConfigToJson(const pipeline::InferenceConfig& c) {

@@ -47,7 +47,7 @@ Status CudnnError(cudnnStatus_t status, const char* call, const char* file, int 
 
 Status CublasError(cublasStatus_t status, const char* call, const char* file, int line) {
   const std::string msg =
-      StrCat(call, " failed: ", cublasGetStatusString(status), " at ", BaseName(file), ":", line);
+      StrCat(call, " failed: ", CublasStatusText(status), " at ", BaseName(file), ":", line);
   if (status == CUBLAS_STATUS_ALLOC_FAILED) return OutOfMemory("cuBLAS: ", msg);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED) return Unsupported("cuBLAS: ", msg);
   return Internal("cuBLAS: ", msg);
@@ -70,7 +70,7 @@ CudaContext::~CudaContext() {
     if (staging_free_[i]) cudaEventDestroy(staging_free_[i]);
     if (staging_[i]) cudaFreeHost(staging_[i]);
   }
-  if (cublas) cublasDestroy(cublas);
+  if (cublas && blas) blas->Destroy(cublas);
   if (cudnn) cudnnDestroy(cudnn);
   if (stream) cudaStreamDestroy(stream);
 }

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cuda/cublas_api.h"
 #include "cuda/kernel_math.h"
 #include "cuda/tuning_cache.h"
 #include "itkit/backend.h"
@@ -90,6 +91,7 @@ class CudaContext {
   cudaStream_t stream = nullptr;
   cudnnHandle_t cudnn = nullptr;
   cublasHandle_t cublas = nullptr;
+  const CublasApi* blas = nullptr;  // cuBLAS entry points (dlopen), set with cublas
   std::unique_ptr<TuningCache> tuning;
   std::string tuning_tag;  // device + library versions: part of every tuning key
   std::shared_ptr<MemoryCounter> memory = std::make_shared<MemoryCounter>();

@@ -87,14 +87,16 @@ Result<std::shared_ptr<CudaContext>> CudaContext::Create(const CudaBackendOption
   if (cst != CUDNN_STATUS_SUCCESS)
     return Unavailable("cuDNN ", cudnn_version, " could not be initialised: ", cudnnGetErrorString(cst));
   ITKIT_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream));
-  cublasStatus_t bst = cublasCreate(&ctx->cublas);
+  ITKIT_ASSIGN_OR_RETURN(const CublasApi* blas, Cublas());
+  cublasStatus_t bst = blas->Create(&ctx->cublas);
   if (bst != CUBLAS_STATUS_SUCCESS)
-    return Unavailable("cuBLAS could not be initialised: ", cublasGetStatusString(bst));
-  ITKIT_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream));
+    return Unavailable("cuBLAS could not be initialised: ", blas->GetStatusString(bst));
+  ctx->blas = blas;
+  ITKIT_CUBLAS_CHECK(blas->SetStream(ctx->cublas, ctx->stream));
   // Compute types are passed per call; this only keeps cuBLAS from picking TF32 itself.
-  ITKIT_CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, options.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  ITKIT_CUBLAS_CHECK(blas->SetMathMode(ctx->cublas, options.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   int cublas_version = 0;
-  ITKIT_CUBLAS_CHECK(cublasGetVersion(ctx->cublas, &cublas_version));
+  ITKIT_CUBLAS_CHECK(blas->GetVersion(ctx->cublas, &cublas_version));
 
   ctx->tuning = std::make_unique<TuningCache>(options.tuning_cache_dir);
   auto loaded = ctx->tuning->Load();

@@ -27,7 +27,7 @@ struct GemmCall {
 Status RunGemm(const CudaContext& ctx, const GemmCall& g, DType dtype, const void* ours_a, const void* ours_b,
                void* y) {
   const cudaDataType t = DataType(dtype);
-  ITKIT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(ctx.cublas, g.op_a, g.op_b, g.m, g.n, g.k, &g.alpha, ours_b, t, g.lda,
+  ITKIT_CUBLAS_CHECK(ctx.blas->GemmStridedBatchedEx(ctx.cublas, g.op_a, g.op_b, g.m, g.n, g.k, &g.alpha, ours_b, t, g.lda,
                                                 g.stride_a, ours_a, t, g.ldb, g.stride_b, &g.beta, y, t, g.ldc,
                                                 g.stride_c, g.batch, ComputeType(ctx, dtype), CUBLAS_GEMM_DEFAULT));
   return Status::Ok();

@@ -60,7 +60,8 @@ void FuzzParser(std::string_view in, size_t chunk) {
 const std::string& TempDir() {
   static const std::string dir = [] {
     std::string d = "/tmp/itkit-fuzz-" + std::to_string(::getpid());
-    MakeDirs(d).ok();
+    (void)MakeDirs(d).ok();
+    std::atexit([] { RemoveTree("/tmp/itkit-fuzz-" + std::to_string(::getpid())); });
     return d;
   }();
   return dir;

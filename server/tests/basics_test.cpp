@@ -37,6 +37,12 @@ TEST(Router, MatchesPatternsAndReportsAllowedMethods) {
   ASSERT_NE(s.route, nullptr);
   EXPECT_EQ(s.params["path"], "js/app.js");
   EXPECT_EQ(r.Find("GET", "/static").route, nullptr);
+  // The most literal pattern wins.
+  r.Add("POST", "/api/jobs/special", h);
+  auto special = r.Find("GET", "/api/jobs/special");
+  EXPECT_EQ(special.route, nullptr);
+  EXPECT_EQ(special.allowed_methods, (std::vector<std::string>{"POST"}));
+  EXPECT_EQ(r.Find("POST", "/api/jobs/special").route->pattern, "/api/jobs/special");
 }
 
 TEST(Request, QueryAndBodyLimits) {
@@ -139,6 +145,7 @@ TEST(Params, ModelNames) {
   EXPECT_FALSE(ValidModelName(".hidden"));
   EXPECT_FALSE(ValidModelName("a/b"));
   EXPECT_FALSE(ValidModelName(std::string(129, 'a')));
+  EXPECT_FALSE(ValidModelName("upload"));
   EXPECT_EQ(SanitizeModelName("Abdomen Seg/v1"), "Abdomen_Seg_v1");
   EXPECT_EQ(SanitizeModelName(""), "model");
   EXPECT_EQ(SanitizeModelName("..x"), "x");

@@ -337,6 +337,8 @@ def test_queue_full_answers_503_with_retry_after(make_server, model_dir, tmp_pat
             r = s.post("/api/jobs", files={"image": f}, data=slow_form())
             assert r.status_code == 202, r.text
             ids.append(r.json()["id"])
+        # The first must be running (out of the queue) before the second waits.
+        wait_job(s, ids[0], states=("running", "done", "failed", "cancelled"))
     with open(img, "rb") as f:
         r = s.post("/api/jobs", files={"image": f}, data=slow_form())
     if s.get(f"/api/jobs/{ids[1]}").json()["state"] == "queued":

@@ -138,6 +138,21 @@ def test_onnx_file_that_is_not_onnx(server, model_dir):
     assert_json_error(r, 400)
 
 
+def test_deeply_nested_sidecar_and_json(server, model_dir):
+    """Nesting that recursive parsers (yaml-cpp, and the DICOM/ONNX readers) walk
+    once per level. A 400-deep YAML list used to overflow CivetWeb's 100 KB worker
+    stack and kill the server."""
+    model = (model_dir / "tiny.onnx").read_bytes()
+    for depth in (400, 5000, 100000):
+        sidecar = ("labels: " + "[" * depth + "]" * depth + "\n").encode()
+        r = server.post("/api/models/upload", files={"model": ("deep.onnx", model), "sidecar": ("deep.yaml", sidecar)},
+                        data={"name": f"deep{depth}"})
+        assert_json_error(r, 400)
+        body = "{" + '"a":[' * depth + "]" * depth + "}"
+        r = server.post("/api/models", data=body, headers={"Content-Type": "application/json"})
+        assert r.status_code in (400, 413), r.text
+
+
 def test_non_json_bodies_and_wrong_content_types(server, tmp_path):
     json_ct = {"Content-Type": "application/json"}
     assert_json_error(server.post("/api/models", data="not json", headers=json_ct), 400)
