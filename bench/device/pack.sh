@@ -42,6 +42,10 @@ done
 # Only the models and their first data set travel.
 find "$stage/zoo" -path '*test_data_set_[1-9]*' -prune -exec rm -rf {} +
 
+# ONNX's node conformance cases (Debian's libonnx-testdata; about 27 MB, 5 MB packed).
+node_cases=/usr/lib/python3/dist-packages/onnx/backend/test/data/node
+[[ -d "$node_cases" ]] && mkdir -p "$stage/conformance" && cp -r "$node_cases" "$stage/conformance/node"
+
 (cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo uncommitted) >"$stage/COMMIT"
 if [[ -n "$(cd "$repo" && git status --porcelain 2>/dev/null | head -1)" ]]; then
   echo "$(cat "$stage/COMMIT")+dirty" >"$stage/COMMIT"

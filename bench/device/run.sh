@@ -9,8 +9,9 @@
 # PyTorch's outputs; the Google Benchmark kernels; export of the reference U-Net with
 # the machine's PyTorch; ours vs PyTorch eager FP16 per 128^3 window (batch 4) and
 # for a whole 320x512x512 sliding-window pass; the table for docs/PERFORMANCE.md.
-# Results go to $OUT (8 files at most come back): run.log, env.txt, ops.log,
-# zoo.log, kernels.json, ours_fp16.json, torch_fp16.json, performance.md.
+# Results go to $OUT (8 files at most come back): run.log (with the environment),
+# ops.log, zoo.log, conformance.log, kernels.json, ours_fp16.json, torch_fp16.json,
+# performance.md.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
@@ -68,8 +69,8 @@ commit="$(cat "$dest/COMMIT" 2>/dev/null || git rev-parse --short HEAD 2>/dev/nu
   python3 -c 'import torch; print("torch", torch.__version__, "cudnn", torch.backends.cudnn.version())'
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   ldd "$bin/itkit_backend_ops_test" | grep -E 'cudnn|cublas|dnnl|not found'
-} >"$OUT/env.txt" 2>&1
-cat "$OUT/env.txt"
+} >/tmp/itkit-env.txt 2>&1
+cat /tmp/itkit-env.txt
 
 # ---- correctness ----
 step "op tests" 170 "$bin/itkit_backend_ops_test" --gtest_brief=1 >"$OUT/ops.log" 2>&1
@@ -83,6 +84,13 @@ if [[ -d "$dest/zoo" ]]; then
     step "onnx_test_runner --device cuda --fp16" 60 "$bin/itkit_onnx_test_runner" --device cuda --fp16 \
       --rtol 1e-2 --atol 1e-3 "$dest"/zoo/*/ >>"$OUT/zoo.log" 2>&1
   fi
+fi
+
+if [[ -d "$dest/conformance/node" ]]; then
+  # Every ONNX node case our CUDA backend takes, FP32 (no TF32) at ONNX's own tolerances.
+  step "ONNX node conformance on CUDA fp32" 60 "$bin/itkit_onnx_test_runner" --device cuda \
+    --exclude-file tests/conformance/known_failures.txt "$dest/conformance/node" >"$OUT/conformance.log" 2>&1
+  grep -E '^FAIL|passed,' "$OUT/conformance.log" | tail -30
 fi
 
 # ---- speed ----

@@ -2,7 +2,7 @@
 // path and the reference loops, and the table entries.
 #include <string>
 
-#include "../../runtime/shape_infer/window_geometry.h"
+#include "shape_infer/window_geometry.h"
 #include "cpu/conv_kernels.h"
 #include "cpu/cpu_ops.h"
 

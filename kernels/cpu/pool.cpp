@@ -8,7 +8,7 @@
 #include <limits>
 #include <vector>
 
-#include "../../runtime/shape_infer/window_geometry.h"
+#include "shape_infer/window_geometry.h"
 #include "cpu/cpu_ops.h"
 
 namespace itkit::cpu {

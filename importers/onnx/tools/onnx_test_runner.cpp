@@ -3,7 +3,8 @@
 // the importer and a Session, and compares outputs like numpy.allclose.
 //
 //   itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR]
-//                          [--exclude-file FILE] [--list-unsupported] DIR...
+//                          [--exclude-file FILE] [--list-unsupported]
+//                          [--device cpu|cuda] [--fp16] [--tf32] DIR...
 //   itkit_onnx_test_runner --list-ops      (the runtime's op table, "domain op" lines)
 //
 // Each DIR is a case folder or a folder of case folders. One line per case:
@@ -20,10 +21,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "itkit/devices.h"
 #include "itkit/onnx_importer.h"
 #include "itkit/op_table.h"
 #include "itkit/session.h"
@@ -39,6 +42,8 @@ struct Options {
   std::string filter;
   std::set<std::string> excluded;
   bool list_unsupported = false;
+  // --device cuda: nodes the CUDA backend supports run there, the rest on the CPU.
+  std::shared_ptr<Backend> device;
 };
 
 enum class Outcome { kPass, kFail, kUnsupported, kSkip };
@@ -162,6 +167,7 @@ CaseResult RunCase(const fs::path& dir, const Options& opt) {
   if (!model.ok()) return FromStatus(model.status(), "import");
   SessionOptions so;
   so.threads = opt.threads;
+  if (opt.device) so.backends.push_back(opt.device);
   auto session = Session::Create(std::move(model).value(), so);
   if (!session.ok()) return FromStatus(session.status(), "session");
   const std::vector<fs::path> sets = DataSets(dir);
@@ -204,12 +210,15 @@ int Usage(const char* msg) {
   if (msg) std::fprintf(stderr, "itkit_onnx_test_runner: %s\n", msg);
   std::fprintf(stderr,
                "usage: itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR]\n"
-               "                              [--exclude-file FILE] [--list-unsupported] DIR...\n"
+               "                              [--exclude-file FILE] [--list-unsupported]\n"
+               "                              [--device cpu|cuda] [--fp16] [--tf32] DIR...\n"
                "       itkit_onnx_test_runner --list-ops\n"
                "  DIR: an ONNX test case (model.onnx + test_data_set_*) or a folder of them\n"
                "  --exclude-file: case names to skip, one per line ('#' comments)\n"
                "  --list-unsupported: at the end, group the unsupported cases by reason\n"
-               "  --list-ops: print the runtime's op table (domain, op type) and exit\n");
+               "  --list-ops: print the runtime's op table (domain, op type) and exit\n"
+               "  --device cuda: run on the GPU (unsupported nodes fall back to the CPU);\n"
+               "    --fp16 / --tf32 select its precision (compare with a looser --rtol)\n");
   return 2;
 }
 
@@ -225,6 +234,8 @@ Result<double> ParseNumber(const char* text) {
 int main(int argc, char** argv) {
   Options opt;
   std::vector<fs::path> dirs;
+  std::string device = "cpu";
+  CudaBackendOptions cuda;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -253,6 +264,14 @@ int main(int argc, char** argv) {
         line.erase(line.find_last_not_of(" \t\r") + 1);
         if (!line.empty()) opt.excluded.insert(line);
       }
+    } else if (arg == "--device") {
+      const char* v = value();
+      if (!v) return Usage("missing value");
+      device = v;
+    } else if (arg == "--fp16") {
+      cuda.fp16 = true;
+    } else if (arg == "--tf32") {
+      cuda.allow_tf32 = true;
     } else if (arg == "--list-unsupported") {
       opt.list_unsupported = true;
     } else if (arg == "--list-ops") {
@@ -269,6 +288,18 @@ int main(int argc, char** argv) {
     }
   }
   if (dirs.empty()) return Usage("no test directories given");
+  if (device == "cuda") {
+    auto backend = CreateCudaBackend(cuda);
+    if (!backend.ok()) {
+      std::fprintf(stderr, "itkit_onnx_test_runner: --device cuda: %s\n", backend.status().message().c_str());
+      return 2;
+    }
+    opt.device = *backend;
+  } else if (device != "cpu") {
+    return Usage(StrCat("--device must be cpu or cuda, got '", device, "'").c_str());
+  } else if (cuda.fp16 || cuda.allow_tf32) {
+    return Usage("--fp16 and --tf32 need --device cuda");
+  }
   std::vector<fs::path> cases;
   bool dirs_ok = true;
   for (const fs::path& d : dirs) CollectCases(d, cases, dirs_ok);
