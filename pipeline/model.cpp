@@ -109,6 +109,11 @@ Result<std::shared_ptr<SegmentationModel>> LoadImpl(const LoadOptions& o) {
   ITKIT_RETURN_IF_ERROR(ValidateInferenceConfig(info.inference));
   ITKIT_RETURN_IF_ERROR(ResolvePatch(&info));
   ITKIT_RETURN_IF_ERROR(ResolveLabels(&info));
+  if (m->static_batch_ == 1 && info.inference.forward_batch_windows > 1) {
+    LogWarning(info.name, ": the network's input has a fixed batch of 1; forward_batch_windows ",
+               info.inference.forward_batch_windows, " falls back to 1");
+    info.inference.forward_batch_windows = 1;
+  }
   if (info.resample_to_spacing && !info.spacing)
     return InvalidArgument("resample_to_spacing is set but the model declares no spacing");
 
@@ -128,6 +133,19 @@ Result<std::shared_ptr<SegmentationModel>> LoadImpl(const LoadOptions& o) {
 }
 
 }  // namespace
+
+Result<Network*> PipelineModel::CpuNetworkLocked() {
+  if (network_->device() == "cpu") return network_.get();
+  if (!cpu_network_) {
+    ITKIT_ASSIGN_OR_RETURN(Model model, LoadOnnxModel(info_.path));
+    NetworkOptions no;
+    no.forward_device = "cpu";
+    no.threads = options_.threads;
+    ITKIT_ASSIGN_OR_RETURN(cpu_network_, CreateSessionNetwork(std::move(model), no));
+    LogInfo(info_.name, ": CPU session created for requests forced to the CPU");
+  }
+  return cpu_network_.get();
+}
 
 Result<std::shared_ptr<SegmentationModel>> SegmentationModel::Load(const LoadOptions& options) {
   try {

@@ -25,6 +25,12 @@ class PipelineModel final : public SegmentationModel {
   // One window loop at a time per model: the session is not re-entrant and two
   // loops would only fight over the same cores / GPU memory.
   std::mutex device_mutex_;
+  // Requests with forward_device "cpu" on a model whose
+  // network runs on CUDA: a CPU session over the same ONNX file, made on first use.
+  // cpu_mutex_ guards it and serialises its window loops.
+  std::unique_ptr<Network> cpu_network_;
+  std::mutex cpu_mutex_;
+  Result<Network*> CpuNetworkLocked();  // caller holds cpu_mutex_
 };
 
 }  // namespace itkit::pipeline

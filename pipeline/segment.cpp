@@ -7,6 +7,7 @@
 
 #include "image_io.h"
 #include "intensity.h"
+#include "itkit/log.h"
 #include "metadata.h"
 #include "model_impl.h"
 #include "orientation.h"
@@ -210,6 +211,16 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
                            ShapeToString(info.static_patch));
   if (m.static_batch_ > 1)
     return Unsupported("the network has a fixed batch of ", m.static_batch_, "; export it with batch 1 or dynamic");
+  if (m.static_batch_ == 1 && cfg.forward_batch_windows > 1) {
+    report.notes.push_back(StrCat("forward_batch_windows ", cfg.forward_batch_windows,
+                                  " ignored: the network's input has a fixed batch of 1"));
+    LogInfo(info.name, ": ", report.notes.back());
+    cfg.forward_batch_windows = 1;
+  }
+  // forward_device "cpu" (per request): the network on the host too (a CPU
+  // session when the model's own runs on CUDA). force_cpu moves only the
+  // accumulation, as in ITKIT.
+  const bool cpu_network = cfg.forward_device == "cpu";
   std::string note;
   ITKIT_ASSIGN_OR_RETURN(IntensityTransform intensity,
                          ResolveIntensity(info.normalization, req.window_level, req.window_width, &note));
@@ -290,6 +301,7 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
   spec.gaussian = cfg.blend == "gaussian";
   spec.tta = cfg.tta;
   spec.accumulate_device = req.force_cpu ? "cpu" : cfg.accumulate_device;
+  const bool own_network = !cpu_network || m.network_->device() == "cpu";
   spec.expected_classes = info.num_classes;
   spec.max_voxels = m.options_.max_voxels;
   // Labels straight into the output grid when nothing is resampled; else into the
@@ -305,18 +317,23 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
     spec.label_voxels = run_size[0] * run_size[1] * run_size[2];
   }
   spec.keep_averages = !req.probabilities_path.empty() || (resampled && info.resample_back == "logits");
-  if (cfg.fp16 && m.network_->device() != "cuda") report.notes.push_back("fp16 ignored: the network runs on the CPU");
+  if (cfg.fp16 && (!own_network || m.network_->device() != "cuda"))
+    report.notes.push_back("fp16 ignored: the network runs on the CPU");
 
   WindowRunResult run;
   {
-    std::lock_guard<std::mutex> lock(m.device_mutex_);
+    std::lock_guard<std::mutex> lock(own_network ? m.device_mutex_ : m.cpu_mutex_);
     timer.Mark("queue");
-    ITKIT_ASSIGN_OR_RETURN(run, RunWindows(*m.network_, spec, pool, progress, cancel));
+    Network* network = m.network_.get();
+    if (!own_network) {
+      ITKIT_ASSIGN_OR_RETURN(network, m.CpuNetworkLocked());
+    }
+    report.device = network->device();
+    ITKIT_ASSIGN_OR_RETURN(run, RunWindows(*network, spec, pool, progress, cancel));
   }
   net_input.Reset();
   report.windows = run.windows;
   report.batch = run.batch;
-  report.device = m.network_->device();
   for (auto& n : run.notes) report.notes.push_back(n);
   timer.Add("extract", run.extract);
   timer.Add("network", run.network);

@@ -29,6 +29,9 @@ struct App {
   std::string temp_dir;    // uploads and results
   std::string upload_dir;  // uploaded models
   std::atomic<bool> shutting_down{false};
+  // True from before the port is bound until the --model-dir models have been
+  // loaded (or failed): /api/health answers 503 "loading" meanwhile.
+  std::atomic<bool> loading_models{false};
   // Uploads and synchronous inferences hold a connection thread for long;
   // capping them keeps threads free for health/info/metrics.
   std::atomic<int> heavy_in_flight{0};

@@ -30,6 +30,7 @@ struct Option {
   const char* help;
   Setter set;
   bool list = false;  // repeatable; a YAML sequence
+  bool path = false;  // a file or directory: relative in a YAML file = relative to the file's folder
 };
 
 Status ParseInt(const std::string& name, const std::string& v, int64_t lo, int64_t hi, int64_t* out) {
@@ -89,19 +90,20 @@ const std::vector<Option>& Options() {
       {"debug", nullptr, "Enable debug mode (verbose logging)",
        [](ServerConfig& c, const std::string& v) { return ParseBool("debug", v, &c.debug); }},
       {"model-dir", "DIR", "Auto-load models (*.onnx, optional NAME.yaml sidecars) from directory",
-       StringSetter("model-dir", &ServerConfig::model_dir)},
+       StringSetter("model-dir", &ServerConfig::model_dir), false, true},
       {"model-root", "DIR", "Another directory model_path may point into (repeatable)",
        [](ServerConfig& c, const std::string& v) {
          if (v.empty()) return InvalidArgument("--model-root needs a value");
          c.model_roots.push_back(v);
          return Status::Ok();
        },
-       true},
+       true, true},
       {"api-key", "KEY", "Require 'Authorization: Bearer KEY' (also: ITKIT_API_KEY environment variable)",
        StringSetter("api-key", &ServerConfig::api_key)},
-      {"api-key-file", "FILE", "Read the API key from FILE", StringSetter("api-key-file", &ServerConfig::api_key_file)},
+      {"api-key-file", "FILE", "Read the API key from FILE", StringSetter("api-key-file", &ServerConfig::api_key_file),
+       false, true},
       {"tls-cert", "PEM", "Serve HTTPS with this PEM file (certificate and private key)",
-       StringSetter("tls-cert", &ServerConfig::tls_cert)},
+       StringSetter("tls-cert", &ServerConfig::tls_cert), false, true},
       {"max-upload-mb", "N", "Largest request body in MiB (default: 1024)",
        IntSetter("max-upload-mb", &ServerConfig::max_upload_mb, 1, 1 << 20)},
       {"threads", "N", "CPU threads per inference (default: 0 = all cores)",
@@ -113,7 +115,7 @@ const std::vector<Option>& Options() {
       {"device-workers", "N", "Inferences running at once per device (default: 1)",
        IntSetter("device-workers", &ServerConfig::device_workers, 1, 64)},
       {"cache-dir", "DIR", "Temporary files and uploaded models (default: ~/.cache/itkit-server)",
-       StringSetter("cache-dir", &ServerConfig::cache_dir)},
+       StringSetter("cache-dir", &ServerConfig::cache_dir), false, true},
       {"request-timeout", "S", "Time limit of one inference, queue included (default: 600)",
        SecondsSetter("request-timeout", &ServerConfig::request_timeout)},
       {"upload-timeout", "S", "Time limit for receiving one request body (default: 600)",
@@ -177,7 +179,21 @@ std::string DefaultCacheDir() {
 
 }  // namespace
 
-Status ApplyYamlText(const std::string& yaml_text, const std::string& origin, ServerConfig* config) {
+std::string AbsolutePath(const std::string& path, const std::string& base) {
+  if (path.empty()) return path;
+  fs::path p(path);
+  if (p.is_relative()) {
+    std::error_code ec;
+    p = base.empty() ? fs::absolute(p, ec) : fs::path(base) / p;
+    if (ec) return path;
+  }
+  std::string s = p.lexically_normal().string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
+
+Status ApplyYamlText(const std::string& yaml_text, const std::string& origin, ServerConfig* config,
+                     const std::string& base_dir) {
   // yaml-cpp reports errors by throwing; nothing may escape from here.
   try {
     YAML::Node root = YAML::Load(yaml_text);
@@ -191,18 +207,24 @@ Status ApplyYamlText(const std::string& yaml_text, const std::string& origin, Se
       }
       if (opt == nullptr) return InvalidArgument(origin, ": unknown option '", key, "'");
       const YAML::Node& v = kv.second;
+      // Relative paths in the file are relative to the file's folder, so a
+      // config works whatever directory the server is started from.
+      auto text = [&](const YAML::Node& n) {
+        std::string t = n.as<std::string>();
+        return opt->path && !base_dir.empty() && !t.empty() ? AbsolutePath(t, base_dir) : t;
+      };
       if (opt->list) {
         ClearList(*config, opt->name);
         if (v.IsSequence()) {
           for (const auto& item : v) {
             if (!item.IsScalar()) return InvalidArgument(origin, ": ", key, ": expected a list of strings");
-            ITKIT_RETURN_IF_ERROR(opt->set(*config, item.as<std::string>()).WithContext(origin));
+            ITKIT_RETURN_IF_ERROR(opt->set(*config, text(item)).WithContext(origin));
           }
           continue;
         }
       }
       if (!v.IsScalar()) return InvalidArgument(origin, ": ", key, ": expected a single value");
-      ITKIT_RETURN_IF_ERROR(opt->set(*config, v.as<std::string>()).WithContext(origin));
+      ITKIT_RETURN_IF_ERROR(opt->set(*config, text(v)).WithContext(origin));
     }
   } catch (const std::exception& e) {
     std::string msg = e.what();
@@ -251,7 +273,10 @@ Result<CommandLine> ParseCommandLine(int argc, const char* const* argv) {
   if (!config_path.empty()) {
     std::string text;
     ITKIT_RETURN_IF_ERROR(ReadFile(config_path, &text).WithContext("--config"));
-    ITKIT_RETURN_IF_ERROR(ApplyYamlText(text, "config " + config_path, &cl.config));
+    std::error_code ec;
+    std::string base = fs::absolute(config_path, ec).parent_path().string();
+    if (ec) return InvalidArgument("--config ", config_path, ": ", ec.message());
+    ITKIT_RETURN_IF_ERROR(ApplyYamlText(text, "config " + config_path, &cl.config, base));
     cl.config.config_file = config_path;
   }
   std::set<std::string> lists_seen;
@@ -279,13 +304,17 @@ Status FinalizeConfig(ServerConfig* c) {
   if (c->api_key.empty()) {
     if (const char* env = std::getenv("ITKIT_API_KEY"); env && *env) c->api_key = env;
   }
+  // Model directories become absolute once, here: everything later (the
+  // registry, the path policy, /api/info) sees one spelling of each.
   if (!c->model_dir.empty()) {
     if (!fs::is_directory(c->model_dir, ec)) {
       return NotFound("--model-dir ", c->model_dir, ": no such directory");
     }
+    c->model_dir = AbsolutePath(c->model_dir);
   }
-  for (const auto& root : c->model_roots) {
+  for (auto& root : c->model_roots) {
     if (!fs::is_directory(root, ec)) return NotFound("--model-root ", root, ": no such directory");
+    root = AbsolutePath(root);
   }
   if (!c->tls_cert.empty() && ::access(c->tls_cert.c_str(), R_OK) != 0) {
     return NotFound("--tls-cert ", c->tls_cert, ": cannot read the file");
@@ -313,7 +342,8 @@ std::string HelpText() {
   };
   add("-h, --help", "Show this help and exit");
   add("--version", "Print the version and exit");
-  add("--config FILE", "Read options from a YAML file (keys as below, '-' written '_'; command line wins)");
+  add("--config FILE", "Read options from a YAML file (keys as below, '-' written '_'; command line wins;"
+                       " relative paths in it are relative to its folder)");
   for (const auto& o : Options()) {
     add(std::string("--") + o.name + (o.arg ? std::string(" ") + o.arg : ""), o.help);
   }

@@ -46,8 +46,15 @@ struct CommandLine {
 // Parses argv, reading the --config file first so the command line wins.
 Result<CommandLine> ParseCommandLine(int argc, const char* const* argv);
 
-// Applies a YAML mapping of options (exposed for tests).
-Status ApplyYamlText(const std::string& yaml_text, const std::string& origin, ServerConfig* config);
+// Applies a YAML mapping of options (exposed for tests). Relative paths
+// (model_dir, model_roots, cache_dir, tls_cert, api_key_file) are taken
+// relative to base_dir, the config file's folder; "" keeps them as written.
+Status ApplyYamlText(const std::string& yaml_text, const std::string& origin, ServerConfig* config,
+                     const std::string& base_dir = "");
+
+// `path` made absolute (relative: to base, or to the working directory when
+// base is ""), normalised, without a trailing '/'.
+std::string AbsolutePath(const std::string& path, const std::string& base = "");
 
 // Reads the API key file and environment, checks values and directories,
 // creates the cache directory. Messages are one line, for the terminal.

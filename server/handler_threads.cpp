@@ -47,7 +47,7 @@ void HandlerThreads::Run(const std::function<void()>& task) {
   Pending pending{&task};
   queue_.push_back(&pending);
   work_cv_.notify_one();
-  done_cv_.wait(lock, [&] { return pending.done; });
+  pending.done_cv.wait(lock, [&] { return pending.done; });
 }
 
 void* HandlerThreads::ThreadMain(void* self) {
@@ -63,10 +63,16 @@ void HandlerThreads::Loop() {
     Pending* p = queue_.front();
     queue_.pop_front();
     lock.unlock();
-    (*p->task)();  // the task catches its own exceptions (HttpServer::Serve)
+    try {
+      (*p->task)();
+    } catch (...) {
+      // Serve catches everything it expects; whatever still escapes (say
+      // bad_alloc while building the 500 answer) must not end the thread
+      // (std::terminate) nor leave the CivetWeb worker waiting forever.
+    }
     lock.lock();
     p->done = true;
-    done_cv_.notify_all();
+    p->done_cv.notify_one();
   }
 }
 

@@ -34,20 +34,23 @@ class HandlerThreads {
   bool Start(int count);
   void Stop();
 
-  // Runs `task` on a handler thread and returns when it has finished. Before
-  // Start (or if it failed), runs it on the calling thread.
+  // Runs `task` on a handler thread and returns when it has finished. An
+  // exception escaping `task` is swallowed (the caller catches its own; this
+  // only keeps the thread alive). Before Start (or after Stop), runs it on the
+  // calling thread: only tests do that.
   void Run(const std::function<void()>& task);
 
  private:
   struct Pending {
     const std::function<void()>* task;
     bool done = false;
+    std::condition_variable done_cv;  // only its owner waits on it
   };
   static void* ThreadMain(void* self);
   void Loop();
 
   std::mutex mu_;
-  std::condition_variable work_cv_, done_cv_;
+  std::condition_variable work_cv_;
   std::deque<Pending*> queue_;
   std::vector<pthread_t> threads_;
   bool stop_ = false;

@@ -442,6 +442,7 @@ void HttpServer::Serve(mg_connection* conn) {
   }
   std::string endpoint;
   Response resp;
+  resp.status = 500;  // stays if even the error answer below cannot be built
   handlers_.Run([&] {
     try {
       resp = Dispatch(req, &endpoint);

@@ -99,6 +99,7 @@ nlohmann::json Job::ToJson(bool with_result_url) const {
   for (const auto& [k, v] : PipelineStages(report_.stage_seconds)) stages[k] = v;
   j["stage_seconds"] = stages;
   if (!report_.notes.empty()) j["notes"] = report_.notes;
+  if (!report_.device.empty()) j["network_device"] = report_.device;  // where the network ran (when done)
   return j;
 }
 

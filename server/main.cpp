@@ -150,7 +150,9 @@ int Run(int argc, char** argv) {
   ho.api_key = config.api_key;
   ho.shutting_down = &app.shutting_down;
   HttpServer server(router, &app.metrics, ho);
-  // Bind before loading models: a port in use fails at once.
+  // Bind before loading models: a port in use fails at once. Until they are
+  // loaded, /api/health answers 503 "loading" (clients poll it, then infer).
+  app.loading_models = !config.model_dir.empty();
   if (Status st = server.Start(); !st.ok()) {
     std::fprintf(stderr, "itkit_server: %s\n", st.message().c_str());
     return 1;
@@ -176,6 +178,7 @@ int Run(int argc, char** argv) {
     std::vector<std::string> errors = app.models->LoadDirectory(config.model_dir);
     LogInfo(app.models->size(), " model(s) loaded", errors.empty() ? "" : ", " + std::to_string(errors.size()) + " failed");
   }
+  app.loading_models = false;
   LogInfo("listening on ", url);
 
   int sig = 0;

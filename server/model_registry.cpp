@@ -213,6 +213,35 @@ ApiResult<nlohmann::json> ModelRegistry::Unload(const std::string& name) {
     models_.erase(it);
     if (current_ == name) current_.clear();
   }
+  return UnloadEntry(entry);
+}
+
+ApiResult<nlohmann::json> ModelRegistry::UnloadDefault() {
+  std::shared_ptr<ModelEntry> entry;
+  {
+    // Chosen and removed under one lock: a concurrent load cannot change
+    // which model this request unloads.
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(current_);
+    if (it == models_.end() && models_.size() == 1) it = models_.begin();
+    if (it == models_.end()) {
+      if (models_.empty()) return MakeError(404, "No model loaded");
+      std::string names;
+      for (const auto& [n, e] : models_) names += (names.empty() ? "" : ", ") + n;
+      return MakeError(409, "DELETE /api/model unloads the default model, but " + std::to_string(models_.size()) +
+                                " models are loaded (" + names +
+                                ") and none was loaded with POST /api/model; unload one with "
+                                "DELETE /api/models/{name}");
+    }
+    entry = it->second;
+    models_.erase(it);
+    current_.clear();
+  }
+  return UnloadEntry(entry);
+}
+
+ApiResult<nlohmann::json> ModelRegistry::UnloadEntry(const std::shared_ptr<ModelEntry>& entry) {
+  const std::string& name = entry->name;
   int running = entry->active();
   bool idle = entry->Unload(options_.unload_wait);
   LogInfo("model '", name, "' unloaded", running ? " after its running requests finished" : "");
@@ -269,7 +298,14 @@ std::vector<std::string> ModelRegistry::LoadDirectory(const std::string& dir) {
   std::vector<std::string> errors;
   std::vector<fs::path> files;
   std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+  // Absolute file paths: a relative model_path would be resolved against the
+  // first model root, which is this directory already ("models/models/x.onnx").
+  const fs::path base = fs::absolute(dir, ec);
+  if (ec) {
+    errors.push_back(dir + ": " + ec.message());
+    return errors;
+  }
+  for (fs::directory_iterator it(base, ec), end; !ec && it != end; it.increment(ec)) {
     if (it->path().extension() == ".onnx" && it->is_regular_file(ec)) files.push_back(it->path());
   }
   std::sort(files.begin(), files.end());

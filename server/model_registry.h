@@ -50,8 +50,11 @@ class ModelEntry {
   // Returns false when running requests were still active at the timeout.
   bool Unload(std::chrono::milliseconds timeout);
 
-  // The "device" queue requests on this model go to.
-  std::string Device(bool force_cpu) const { return (!force_cpu && info.backend == "cuda") ? "cuda" : "cpu"; }
+  // The "device" queue requests on this model go to (cpu when the request runs
+  // its network on the CPU).
+  std::string Device(bool network_on_cpu) const {
+    return (!network_on_cpu && info.backend == "cuda") ? "cuda" : "cpu";
+  }
 
   nlohmann::json ToJson() const;
 
@@ -103,6 +106,10 @@ class ModelRegistry {
   ApiResult<std::shared_ptr<ModelEntry>> Load(const LoadSpec& spec);
   // Unloads by name; 404 when unknown.
   ApiResult<nlohmann::json> Unload(const std::string& name);
+  // The single-model API's DELETE /api/model: unloads the default model (see
+  // Default). 404 when no model is loaded; 409 when several are loaded and
+  // none was made default by POST /api/model (the message lists them).
+  ApiResult<nlohmann::json> UnloadDefault();
   // The default model: the single-model API's current one, else the only one.
   std::shared_ptr<ModelEntry> Default() const;
   // "" = the default model; 400 when ambiguous, 404 when unknown or none.
@@ -119,6 +126,9 @@ class ModelRegistry {
   const std::vector<nlohmann::json>& startup_errors() const { return startup_errors_; }
 
  private:
+  // Waits for the entry's running requests and frees it (already removed).
+  ApiResult<nlohmann::json> UnloadEntry(const std::shared_ptr<ModelEntry>& entry);
+
   Loader loader_;
   PathPolicy paths_;
   Options options_;

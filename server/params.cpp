@@ -259,6 +259,13 @@ ApiResult<InferParams> ParseInferParams(const std::map<std::string, std::string>
     }
     p.overrides.forward_batch_windows = static_cast<int>(n.value());
   }
+  for (auto [key, out] : {std::pair{"forward_device", &p.overrides.forward_device},
+                          std::pair{"accumulate_device", &p.overrides.accumulate_device}}) {
+    if (std::string v = Lower(get(key)); !v.empty()) {
+      if (v != "auto" && v != "cpu" && v != "cuda") return MakeError(400, std::string(key) + " must be auto, cpu or cuda");
+      *out = v;
+    }
+  }
   if (std::string v = Lower(get("output_format")); !v.empty()) {
     if (!v.empty() && v.front() == '.') v.erase(0, 1);
     if (v != "nii.gz" && v != "seg.nrrd") return MakeError(400, "output_format must be nii.gz or seg.nrrd");

@@ -73,16 +73,15 @@ class ConvBlock(nn.Sequential):
 
 
 class DemoUNet(nn.Module):
-    """Strided-conv encoder; decoder 1x1 conv + nearest x2 upsampling, concatenated
+    """Strided-conv encoder; decoder 2x2x2 ConvTranspose (stride 2), concatenated
     skips; 1x1 head.
 
-    Every layer maps a constant volume to a constant volume (edge padding, nearest
-    upsampling instead of ConvTranspose, whose 2x2x2 taps make a period-2 pattern).
-    Windowing clips air to exactly 0, so all-air windows are constant; with zero padding
-    InstanceNorm blew the padding border up into whole planes of "body"/"fat" there.
-    Now such a window gets one logit vector, which training drives to background.
+    Convolutions pad by edge replication, not zeros: windowing clips air to exactly 0,
+    so all-air windows are constant, and with zero padding InstanceNorm blew the
+    padding border up into whole planes of "body"/"fat" there. Blank air patches in
+    training (sample_patch) teach the net to call such windows background.
 
-    Exported ops: Pad (edge), Conv, InstanceNormalization, LeakyRelu, Resize (nearest), Concat."""
+    Exported ops: Pad (edge), Conv, InstanceNormalization, LeakyRelu, ConvTranspose, Concat."""
 
     def __init__(self, in_channels=1, num_classes=4, channels=CHANNELS):
         super().__init__()

@@ -58,7 +58,14 @@ ApiResult<JobInput> PrepareInference(Request& req, App& app) {
   if (image.size == 0) return MakeError(400, "the uploaded image is empty");
 
   auto model = app.models->Resolve(params->model_name);
-  if (!model.ok()) return model.error();
+  if (!model.ok()) {
+    // Not there (yet): while the --model-dir models load, say so rather than
+    // "not loaded", so the client retries.
+    if (app.loading_models && (model.error().http_status == 404 || model.error().http_status == 400)) {
+      return MakeError(503, "the server is still loading its models (--model-dir); retry shortly", 1);
+    }
+    return model.error();
+  }
   std::shared_ptr<ModelEntry> entry = model.value();
 
   std::string suffix = ImageSuffix(image.file->path(), image.filename);
@@ -100,9 +107,15 @@ ApiResult<JobInput> PrepareInference(Request& req, App& app) {
   in.request.window_width = params->window_width;
   in.request.force_cpu = params->force_cpu;
   in.request.inference_override = params->overrides.ToPipeline();
+  // force_cpu keeps ITKIT's meaning: window logits are accumulated (and the
+  // argmax taken) in host memory, which spares GPU memory on large volumes; the
+  // network still runs where the model was loaded, so the request waits in that
+  // device's queue. A request that wants the network on the CPU too sends
+  // forward_device=cpu.
+  if (params->force_cpu) in.request.inference_override.accumulate_device = "cpu";
   in.output_suffix = "." + params->output_format;
   in.result_filename = "segmentation." + params->output_format;
-  in.device = entry->Device(params->force_cpu);
+  in.device = entry->Device(in.request.inference_override.forward_device.value_or("") == "cpu");
   in.upload_seconds = form->upload_seconds;
   return in;
 }

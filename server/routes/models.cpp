@@ -159,10 +159,14 @@ void RegisterModelRoutes(Router& router, App& app) {
   });
   router.Add("DELETE", "/api/models/{name}", [&app](Request& req) { return UnloadModel(req.params["name"], app); });
   router.Add("POST", "/api/model", [&app](Request& req) { return LoadSingleModel(req, app); });
+  // Upstream single-model API: unloads the default model (the one from
+  // POST /api/model, else the only one); see ModelRegistry::UnloadDefault.
   router.Add("DELETE", "/api/model", [&app](Request&) {
-    auto def = app.models->Default();
-    if (!def) return Response::Error(404, "No model loaded");
-    return UnloadModel(def->name, app);
+    auto r = app.models->UnloadDefault();
+    if (!r.ok()) return Response::Error(r.error());
+    Response resp = Response::Json(200, r.value());
+    resp.log_model = r.value().value("name", "");
+    return resp;
   });
 }
 

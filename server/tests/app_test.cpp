@@ -63,10 +63,13 @@ class AppTest : public ::testing::Test {
     paths.AddRoot((dir_ / "models").string());
     paths.AddRoot(app_.upload_dir);
     app_.models = std::make_unique<ModelRegistry>(
-        [](const pipeline::LoadOptions& o) -> Result<std::shared_ptr<pipeline::SegmentationModel>> {
+        [this](const pipeline::LoadOptions& o) -> Result<std::shared_ptr<pipeline::SegmentationModel>> {
           if (ReadText(o.model_path) != "ONNX") return InvalidArgument("not an ONNX model");
-          auto m = FakeModel::Make(o.name.empty() ? fs::path(o.model_path).stem().string() : o.name);
+          // forward_device "cuda" stands in for a model loaded on a GPU.
+          auto m = FakeModel::Make(o.name.empty() ? fs::path(o.model_path).stem().string() : o.name,
+                                   o.inference_override.forward_device.value_or("cpu") == "cuda" ? "cuda" : "cpu");
           if (o.inference_override.patch_size) m->info_.inference.patch_size = *o.inference_override.patch_size;
+          last_model_ = m;
           return std::shared_ptr<pipeline::SegmentationModel>(m);
         },
         paths, ModelRegistry::Options{}, &app_.metrics);
@@ -129,7 +132,19 @@ class AppTest : public ::testing::Test {
     return n;
   }
 
+  // Polls a job until it leaves queued/running.
+  nlohmann::json WaitJob(const std::string& id) {
+    nlohmann::json st;
+    for (int i = 0; i < 500; ++i) {
+      st = Body(Call("GET", "/api/jobs/" + id));
+      if (st["state"] != "queued" && st["state"] != "running") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return st;
+  }
+
   fs::path dir_;
+  std::shared_ptr<FakeModel> last_model_;  // the loader's latest model
   App app_;
   Router router_;
   std::unique_ptr<HttpServer> server_;
@@ -273,6 +288,120 @@ TEST_F(AppTest, InferAndJobs) {
   EXPECT_EQ(Call("DELETE", "/api/jobs/" + id).status, 200);
   EXPECT_EQ(Call("GET", "/api/jobs/" + id).status, 404);
   EXPECT_EQ(Call("DELETE", "/api/jobs/" + id).status, 404);
+}
+
+// Bug: health said "ok" while the --model-dir models were still loading, so
+// clients that poll health and then infer got "not loaded".
+TEST_F(AppTest, HealthSaysLoadingUntilTheModelDirIsLoaded) {
+  app_.loading_models = true;
+  Response h = Call("GET", "/api/health");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_EQ(Body(h)["status"], "loading");
+  EXPECT_TRUE(Body(h)["error"].is_string());
+  EXPECT_NE(std::find(h.headers.begin(), h.headers.end(), std::pair<std::string, std::string>{"Retry-After", "1"}),
+            h.headers.end());
+  // An inference for a model that is not there yet: 503 too, not 404/400.
+  Response inf = Form("/api/infer", {{"model_name", "tiny"}}, "DIMS 4,4,4");
+  EXPECT_EQ(inf.status, 503) << inf.body;
+  EXPECT_EQ(Form("/api/jobs", {}, "DIMS 4,4,4").status, 503);
+  EXPECT_EQ(app_.models->LoadDirectory(app_.config.model_dir).size(), 1u);  // bad.onnx
+  app_.loading_models = false;
+  h = Call("GET", "/api/health");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(Body(h)["status"], "ok");
+  EXPECT_EQ(Form("/api/infer", {{"model_name", "tiny"}}, "DIMS 4,4,4").status, 200);
+  EXPECT_EQ(Form("/api/infer", {{"model_name", "nope"}}, "DIMS 4,4,4").status, 404);
+  app_.shutting_down = true;
+  h = Call("GET", "/api/health");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_EQ(Body(h)["status"], "shutting_down");
+}
+
+// Bug: LoadDirectory("models") (a relative --model-dir) joined the path twice
+// ("models/models/x.onnx") and loaded nothing.
+TEST_F(AppTest, LoadDirectoryWithARelativePath) {
+  fs::path old = fs::current_path();
+  fs::current_path(dir_);
+  PathPolicy paths;
+  paths.AddRoot("models");
+  ModelRegistry registry(
+      [](const pipeline::LoadOptions& o) -> Result<std::shared_ptr<pipeline::SegmentationModel>> {
+        if (ReadText(o.model_path) != "ONNX") return InvalidArgument("not an ONNX model");
+        return std::shared_ptr<pipeline::SegmentationModel>(FakeModel::Make(fs::path(o.model_path).stem().string()));
+      },
+      paths, ModelRegistry::Options{}, nullptr);
+  std::vector<std::string> errors = registry.LoadDirectory("models");
+  fs::current_path(old);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("bad.onnx"), std::string::npos) << errors[0];
+  ASSERT_EQ(registry.size(), 2u);
+  EXPECT_EQ(registry.Find("tiny")->model_path, (dir_ / "models" / "tiny.onnx").string());
+}
+
+// DELETE /api/model unloads the default model: the one POST /api/model
+// loaded, else the only one. Several and none default: 409, naming them.
+TEST_F(AppTest, SingleModelDeleteWithSeveralModels) {
+  ASSERT_EQ(Json("POST", "/api/models", {{"name", "m1"}, {"model_path", "tiny.onnx"}}).status, 200);
+  ASSERT_EQ(Json("POST", "/api/models", {{"name", "m2"}, {"model_path", "tiny.onnx"}}).status, 200);
+  Response amb = Call("DELETE", "/api/model");
+  EXPECT_EQ(amb.status, 409) << amb.body;
+  std::string msg = Body(amb)["error"];
+  EXPECT_NE(msg.find("m1, m2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("DELETE /api/models/{name}"), std::string::npos) << msg;
+  EXPECT_EQ(Body(Call("GET", "/api/models"))["count"], 2);  // nothing unloaded
+
+  ASSERT_EQ(Json("POST", "/api/model", {{"backend_type", "onnx"}, {"model_path", "other.onnx"}}).status, 200);
+  Response del = Call("DELETE", "/api/model");
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(Body(del)["name"], "other");
+  EXPECT_EQ(Body(del)["message"], "Model other unloaded");
+  EXPECT_EQ(Call("DELETE", "/api/model").status, 409);  // m1 and m2 again
+  ASSERT_EQ(Call("DELETE", "/api/models/m2").status, 200);
+  del = Call("DELETE", "/api/model");  // the only one left
+  ASSERT_EQ(del.status, 200) << del.body;
+  EXPECT_EQ(Body(del)["name"], "m1");
+  Response none = Call("DELETE", "/api/model");
+  EXPECT_EQ(none.status, 404);
+  EXPECT_EQ(Body(none)["error"], "No model loaded");
+}
+
+// force_cpu (ITKIT's meaning): host accumulation, the network stays on the
+// model's device and the request in its queue. forward_device=cpu moves the
+// network (and the queue) to the CPU.
+TEST_F(AppTest, ForceCpuAccumulatesOnTheHostAndForwardDeviceMovesTheNetwork) {
+  ASSERT_EQ(Json("POST", "/api/models", {{"name", "g"}, {"model_path", "tiny.onnx"},
+                                         {"inference_config", {{"forward_device", "cuda"}}}})
+                .status,
+            200);
+  std::shared_ptr<FakeModel> gpu = last_model_;
+  ASSERT_EQ(gpu->info().backend, "cuda");
+  Response sub = Form("/api/jobs", {{"model_name", "g"}, {"force_cpu", "true"}}, "DIMS 4,4,4");
+  ASSERT_EQ(sub.status, 202) << sub.body;
+  EXPECT_EQ(Body(sub)["device"], "cuda");
+  nlohmann::json st = WaitJob(Body(sub)["id"]);
+  ASSERT_EQ(st["state"], "done") << st.dump();
+  EXPECT_TRUE(gpu->last_request.force_cpu);
+  EXPECT_FALSE(gpu->last_request.inference_override.forward_device.has_value());
+  EXPECT_EQ(gpu->last_request.inference_override.accumulate_device.value_or(""), "cpu");
+
+  sub = Form("/api/jobs", {{"model_name", "g"}, {"forward_device", "CPU"}}, "DIMS 4,4,4");
+  ASSERT_EQ(sub.status, 202) << sub.body;
+  EXPECT_EQ(Body(sub)["device"], "cpu");
+  st = WaitJob(Body(sub)["id"]);
+  ASSERT_EQ(st["state"], "done") << st.dump();
+  EXPECT_FALSE(gpu->last_request.force_cpu);
+  EXPECT_EQ(gpu->last_request.inference_override.forward_device.value_or(""), "cpu");
+  EXPECT_EQ(Form("/api/jobs", {{"model_name", "g"}, {"forward_device", "tpu"}}, "DIMS 4,4,4").status, 400);
+
+  sub = Form("/api/jobs", {{"model_name", "g"}, {"force_cpu", "false"}}, "DIMS 4,4,4");
+  ASSERT_EQ(sub.status, 202) << sub.body;
+  EXPECT_EQ(Body(sub)["device"], "cuda");
+  st = WaitJob(Body(sub)["id"]);
+  ASSERT_EQ(st["state"], "done") << st.dump();
+  EXPECT_EQ(st["network_device"], "cuda");
+  EXPECT_FALSE(gpu->last_request.force_cpu);
+  EXPECT_FALSE(gpu->last_request.inference_override.forward_device.has_value());
+  EXPECT_FALSE(gpu->last_request.inference_override.accumulate_device.has_value());
 }
 
 TEST_F(AppTest, MetricsAndStatusPage) {

@@ -103,5 +103,55 @@ TEST(Config, Finalize) {
   EXPECT_NE(HelpText().find("--model-dir DIR"), std::string::npos);
 }
 
+// Restores the working directory at the end of a test.
+class ChangeDir {
+ public:
+  explicit ChangeDir(const fs::path& dir) : old_(fs::current_path()) { fs::current_path(dir); }
+  ~ChangeDir() { fs::current_path(old_); }
+
+ private:
+  fs::path old_;
+};
+
+// A relative --model-dir (here: "models" from the folder that holds it) and
+// relative paths in a --config file become absolute once, at startup; in the
+// file they are relative to the file's folder, whatever the working directory.
+TEST(Config, RelativePathsBecomeAbsolute) {
+  fs::path dir = fs::temp_directory_path() / ("itkit-config-" + RandomHex(4));
+  fs::create_directories(dir / "etc" / "models");
+  fs::create_directories(dir / "shared");
+  fs::create_directories(dir / "models");
+  std::ofstream(dir / "etc" / "key") << "k\n";
+  std::ofstream(dir / "etc" / "server.yaml") << "model_dir: models\nmodel_roots: [../shared, /abs/root]\n"
+                                               "cache_dir: cache/\napi_key_file: key\ntls_cert: ./certs/s.pem\n";
+  {
+    ChangeDir cd(dir);
+    auto cl = Parse({"--config", "etc/server.yaml"});
+    ASSERT_TRUE(cl.ok()) << cl.status().message();
+    EXPECT_EQ(cl->config.model_dir, (dir / "etc" / "models").string());
+    EXPECT_EQ(cl->config.model_roots,
+              (std::vector<std::string>{(dir / "shared").string(), "/abs/root"}));
+    EXPECT_EQ(cl->config.cache_dir, (dir / "etc" / "cache").string());
+    EXPECT_EQ(cl->config.api_key_file, (dir / "etc" / "key").string());
+    EXPECT_EQ(cl->config.tls_cert, (dir / "etc" / "certs" / "s.pem").string());
+
+    // The command line stays relative to the working directory, made absolute
+    // by FinalizeConfig.
+    auto rel = Parse({"--config", "etc/server.yaml", "--model-dir", "models", "--model-root", "shared/"});
+    ASSERT_TRUE(rel.ok()) << rel.status().message();
+    EXPECT_EQ(rel->config.model_dir, "models");
+    ServerConfig c = rel->config;
+    c.tls_cert.clear();
+    ASSERT_TRUE(FinalizeConfig(&c).ok());
+    EXPECT_EQ(c.model_dir, (dir / "models").string());
+    EXPECT_EQ(c.model_roots, (std::vector<std::string>{(dir / "shared").string()}));
+    EXPECT_EQ(c.api_key, "k");
+  }
+  EXPECT_EQ(AbsolutePath("a/../b/", "/base"), "/base/b");
+  EXPECT_EQ(AbsolutePath("/x/./y", "/base"), "/x/y");
+  EXPECT_EQ(AbsolutePath("", "/base"), "");
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace itkit::server

@@ -41,7 +41,7 @@ def server_bin(pytestconfig):
             break
     if not path or not os.access(path, os.X_OK):
         pytest.skip("itkit_server binary not found (pass --server-bin)")
-    return path
+    return os.path.abspath(path)  # some tests start it from another working directory
 
 
 def free_port():
@@ -53,7 +53,7 @@ def free_port():
 class Server:
     """One itkit_server process. Output goes to a log file for diagnosis."""
 
-    def __init__(self, binary, workdir, args=(), env=None, scheme="http", wait_ready=True):
+    def __init__(self, binary, workdir, args=(), env=None, scheme="http", wait_ready=True, cwd=None):
         self.binary = binary
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -69,10 +69,11 @@ class Server:
         self.proc = None
         self.expect_exit = 0  # checked when the fixture stops the server; None: do not check
         self.wait_ready = wait_ready
+        self.cwd = cwd  # working directory of the process (None: the test's)
 
     def start(self, timeout=60, verify=True):
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -149,8 +150,8 @@ def make_server(server_bin, tmp_path):
     """Factory: make_server(args...) starts a server that is stopped after the test."""
     servers = []
 
-    def make(*args, start=True, env=None, scheme="http", verify=True):
-        s = Server(server_bin, tmp_path / f"srv{len(servers)}", args, env=env, scheme=scheme)
+    def make(*args, start=True, env=None, scheme="http", verify=True, cwd=None):
+        s = Server(server_bin, tmp_path / f"srv{len(servers)}", args, env=env, scheme=scheme, cwd=cwd)
         servers.append(s)
         if start:
             s.start(verify=verify)

@@ -92,7 +92,7 @@ struct SegmentRequest {
   std::string output_path;   // format from the extension; ".seg.nrrd" writes a Slicer segmentation
   std::optional<double> window_level, window_width;
   InferenceOverride inference_override;  // patch/stride/blend/tta/batch
-  bool force_cpu = false;     // ITKIT: accumulation (and argmax) on the host
+  bool force_cpu = false;     // ITKIT: accumulation (and argmax) on the host; the network stays put
   std::string stats_path;     // optional per-label statistics JSON
   bool stats = false;         // fill SegmentReport::stats (implied by stats_path)
   std::string probabilities_path;  // optional float probabilities image (softmax, C components)
