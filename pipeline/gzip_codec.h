@@ -20,7 +20,9 @@ Result<std::vector<uint8_t>> GzipCompress(const uint8_t* in, size_t n, int level
 
 // `in` as consecutive gzip members of at least 16 MiB compressed in parallel; their
 // concatenation is one valid gzip file (RFC 1952 §2.2) that zlib, Python and ITK
-// read whole.
-Result<std::vector<std::vector<uint8_t>>> GzipMembers(const uint8_t* in, size_t n, int level, ThreadPool* pool);
+// read whole. `label_bytes` (1 or 2) says `in` is a label map of such voxels: at
+// level 1 it is then run-length coded (GzipRunLength) where that pays.
+Result<std::vector<std::vector<uint8_t>>> GzipMembers(const uint8_t* in, size_t n, int level, ThreadPool* pool,
+                                                      size_t label_bytes = 0);
 
 }  // namespace itkit::pipeline

@@ -253,7 +253,7 @@ Status WriteLabelImage(const std::string& path, const Geometry& g, const T* labe
   };
   try {
     if (EndsWith(path, ".nii.gz") && compression_level > 0)
-      return WriteNiftiGz(path, g, labels, sizeof(T), compression_level, pool,
+      return WriteNiftiGz(path, g, labels, sizeof(T), true, compression_level, pool,
                           [&](const std::string& file, const Geometry& geometry) { return write(file, geometry, 0); });
     return write(path, g, compression_level);
   } catch (const itk::ExceptionObject& e) {
@@ -295,8 +295,8 @@ Status WriteVectorImage(const std::string& path, const Geometry& g, const float*
   };
   try {
     if (EndsWith(path, ".nii.gz") && compression_level > 0)
-      return WriteNiftiGz(path, g, planes, sizeof(float) * static_cast<size_t>(components), compression_level, pool,
-                          [&](const std::string& file, const Geometry& geometry) { return write(file, geometry, 0); });
+      return WriteNiftiGz(path, g, planes, sizeof(float) * static_cast<size_t>(components), false, compression_level,
+                          pool, [&](const std::string& file, const Geometry& geometry) { return write(file, geometry, 0); });
     return write(path, g, compression_level);
   } catch (const itk::ExceptionObject& e) {
     return IoError(path, ": ", e.GetDescription());

@@ -105,13 +105,15 @@ Result<bool> ReadNiftiVoxels(const std::string& path, const std::vector<int64_t>
   const auto file_size = std::filesystem::file_size(path, ec);
   if (ec) return IoError(path, ": ", ec.message());
   ITKIT_ASSIGN_OR_RETURN(Buffer<uint8_t> packed, Buffer<uint8_t>::Allocate(static_cast<int64_t>(file_size)));
+  const size_t need = offset + data_bytes;
+  ITKIT_ASSIGN_OR_RETURN(Buffer<uint8_t> buf, Buffer<uint8_t>::Allocate(static_cast<int64_t>(need)));
+  Prefaulter prefault;  // both buffers' pages, while this thread reads and inflates
+  prefault.Start({{packed.data(), static_cast<size_t>(file_size)}, {buf.data(), need}});
   {
     std::ifstream f(path, std::ios::binary);
     f.read(reinterpret_cast<char*>(packed.data()), static_cast<std::streamsize>(file_size));
     if (static_cast<uintmax_t>(f.gcount()) != file_size) return IoError(path, ": read failed");
   }
-  const size_t need = offset + data_bytes;
-  ITKIT_ASSIGN_OR_RETURN(Buffer<uint8_t> buf, Buffer<uint8_t>::Allocate(static_cast<int64_t>(need)));
   auto got = GunzipInto(packed.data(), file_size, buf.data(), need);
   if (!got.ok()) {
     if (got.status().code() == StatusCode::kResourceExhausted) return false;  // extra data: ITK decides

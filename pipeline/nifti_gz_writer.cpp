@@ -47,7 +47,7 @@ std::vector<uint8_t> PatchedHeader(const std::vector<uint8_t>& file, const Geome
 }  // namespace
 
 Status WriteNiftiGz(const std::string& path, const Geometry& g, const void* voxels, size_t bytes_per_voxel,
-                    int level, ThreadPool* pool, const NiftiWriteFn& write_nifti) {
+                    bool label_map, int level, ThreadPool* pool, const NiftiWriteFn& write_nifti) {
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = StrCat(path, ".", ::getpid(), ".", counter++, ".tmp.nii");
   struct Remove {
@@ -69,7 +69,8 @@ Status WriteNiftiGz(const std::string& path, const Geometry& g, const void* voxe
   if (!header.empty()) {
     ITKIT_ASSIGN_OR_RETURN(std::vector<uint8_t> head, GzipCompress(header.data(), header.size(), level));
     members.push_back(std::move(head));
-    ITKIT_ASSIGN_OR_RETURN(auto body, GzipMembers(static_cast<const uint8_t*>(voxels), data_bytes, level, pool));
+    ITKIT_ASSIGN_OR_RETURN(auto body, GzipMembers(static_cast<const uint8_t*>(voxels), data_bytes, level, pool,
+                                                  label_map ? bytes_per_voxel : 0));
     for (auto& m : body) members.push_back(std::move(m));
   } else {
     // Unexpected header: let ITK write everything uncompressed and gzip that.

@@ -18,7 +18,8 @@ namespace itkit::pipeline {
 // look as expected, with all of it, which is then read back).
 using NiftiWriteFn = std::function<Status(const std::string& file, const Geometry& geometry)>;
 
+// `label_map`: the voxels are labels (uint8/uint16), which level 1 run-length codes.
 Status WriteNiftiGz(const std::string& path, const Geometry& g, const void* voxels, size_t bytes_per_voxel,
-                    int level, ThreadPool* pool, const NiftiWriteFn& write_nifti);
+                    bool label_map, int level, ThreadPool* pool, const NiftiWriteFn& write_nifti);
 
 }  // namespace itkit::pipeline

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <optional>
 
 #include "image_io.h"
 #include "intensity.h"
@@ -246,6 +247,36 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
   const Zyx net_size = ToZyx(ro.output.size);
   const int64_t voxels = volume.geometry.voxels();
   const int channels = volume.channels;
+
+  // Optional resampling to the training spacing (network axes z, y, x).
+  Zyx run_size = net_size;
+  std::array<double, 3> scale{1, 1, 1};  // new spacing / old spacing, z y x
+  const bool resample = info.resample_to_spacing && info.spacing;
+  if (resample) {
+    const std::array<double, 3> old_sp{ro.output.spacing[2], ro.output.spacing[1], ro.output.spacing[0]};
+    const std::array<double, 3> new_sp{(*info.spacing)[2], (*info.spacing)[1], (*info.spacing)[0]};
+    run_size = ResampledSize(net_size, old_sp, new_sp);
+    if (run_size[0] * run_size[1] * run_size[2] > m.options_.max_voxels)
+      return ResourceExhausted(req.input_path, ": resampled to the model's spacing the image has more than ",
+                               m.options_.max_voxels, " voxels");
+    for (size_t a = 0; a < 3; ++a) scale[a] = new_sp[a] / old_sp[a];
+  }
+  WindowRunSpec spec;
+  spec.channels = channels;
+  spec.size = run_size;
+  if (cfg.patch_size.empty()) {  // no patch anywhere: the whole volume is one window (ITKIT)
+    spec.patch = spec.stride = run_size;
+  } else {
+    spec.patch = {cfg.patch_size[0], cfg.patch_size[1], cfg.patch_size[2]};
+    spec.stride = {cfg.patch_stride[0], cfg.patch_stride[1], cfg.patch_stride[2]};
+  }
+  // The network input straight in the block layout the window loop reads fastest,
+  // when it goes there unchanged (not resampled, not padded). Z-scores keep z, y, x:
+  // their image mean is summed in that order.
+  std::optional<BlockGrid> blocks;
+  if (run_size == net_size && !intensity.needs_image_stats) blocks = InputBlocks(run_size, spec.patch, spec.stride);
+  spec.input_blocked = blocks.has_value();
+
   ITKIT_ASSIGN_OR_RETURN(Buffer<float> net_input, Buffer<float>::Allocate(channels * voxels));
   for (int c = 0; c < channels; ++c) {
     float* dst = net_input.data() + c * voxels;
@@ -260,7 +291,12 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
       } else {
         // One pass: voxels as stored → float → normalised, in the network's layout.
         const IntensityTransform& t = intensity;
-        ReorientForward(ro, src, dst, pool, [t](T v) { return t(static_cast<float>(v)); });
+        const auto f = [t](T v) { return t(static_cast<float>(v)); };
+        if (blocks) {
+          ReorientForwardBlocks(ro, src, dst, *blocks, pool, f);
+        } else {
+          ReorientForward(ro, src, dst, pool, f);
+        }
       }
     });
   }
@@ -268,17 +304,7 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
   if (!want_stats) volume.Reset();  // raw intensities only feed statistics
   timer.Mark("preprocess");
 
-  // Optional resampling to the training spacing (network axes z, y, x).
-  Zyx run_size = net_size;
-  std::array<double, 3> scale{1, 1, 1};  // new spacing / old spacing, z y x
-  if (info.resample_to_spacing && info.spacing) {
-    const std::array<double, 3> old_sp{ro.output.spacing[2], ro.output.spacing[1], ro.output.spacing[0]};
-    const std::array<double, 3> new_sp{(*info.spacing)[2], (*info.spacing)[1], (*info.spacing)[0]};
-    run_size = ResampledSize(net_size, old_sp, new_sp);
-    if (run_size[0] * run_size[1] * run_size[2] > m.options_.max_voxels)
-      return ResourceExhausted(req.input_path, ": resampled to the model's spacing the image has more than ",
-                               m.options_.max_voxels, " voxels");
-    for (size_t a = 0; a < 3; ++a) scale[a] = new_sp[a] / old_sp[a];
+  if (resample) {
     if (run_size != net_size) {
       ITKIT_ASSIGN_OR_RETURN(Buffer<float> r, Buffer<float>::Allocate(channels * run_size[0] * run_size[1] * run_size[2]));
       ResampleLinear(net_input.data(), channels, net_size, r.data(), run_size, scale, pool);
@@ -286,17 +312,7 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
     }
     timer.Mark("resample");
   }
-
-  WindowRunSpec spec;
   spec.input = net_input.data();
-  spec.channels = channels;
-  spec.size = run_size;
-  if (cfg.patch_size.empty()) {  // no patch anywhere: the whole volume is one window (ITKIT)
-    spec.patch = spec.stride = run_size;
-  } else {
-    spec.patch = {cfg.patch_size[0], cfg.patch_size[1], cfg.patch_size[2]};
-    spec.stride = {cfg.patch_stride[0], cfg.patch_stride[1], cfg.patch_stride[2]};
-  }
   spec.batch = cfg.forward_batch_windows;
   spec.gaussian = cfg.blend == "gaussian";
   spec.tta = cfg.tta;

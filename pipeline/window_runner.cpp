@@ -9,8 +9,10 @@ namespace itkit::pipeline {
 namespace {
 
 // Copies windows into the (n, channels, patch) batch, in parallel over rows of planes.
-void ExtractBatch(const float* volume, int channels, const Zyx& dims, const std::vector<Zyx>& starts,
-                  const Zyx& patch, float* dst, ThreadPool* pool) {
+// `blocks`: the volume's channels are in that block layout (each window covers whole
+// blocks, read as contiguous runs); else z, y, x.
+void ExtractBatch(const float* volume, int channels, const Zyx& dims, const BlockGrid* blocks,
+                  const std::vector<Zyx>& starts, const Zyx& patch, float* dst, ThreadPool* pool) {
   const int64_t planes = static_cast<int64_t>(starts.size()) * channels * patch[0];
   ParallelFor(pool, planes, 4, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
@@ -18,8 +20,25 @@ void ExtractBatch(const float* volume, int channels, const Zyx& dims, const std:
       const int64_t c = (p / patch[0]) % channels;
       const Zyx& s = starts[static_cast<size_t>(p / (patch[0] * channels))];
       float* d = dst + p * patch[1] * patch[2];
+      if (blocks != nullptr) {
+        const float* channel = volume + c * blocks->volume();
+        const auto [ys0, ys1] = blocks->Range(0, s[1], s[1] + patch[1]);
+        const auto [xs0, xs1] = blocks->Range(1, s[2], s[2] + patch[2]);
+        for (size_t ys = ys0; ys < ys1; ++ys)
+          for (size_t xs = xs0; xs < xs1; ++xs) {
+            const int64_t h = blocks->height(ys), w = blocks->width(xs);
+            const float* src = channel + blocks->offset(ys, xs) + (s[0] + z) * h * w;
+            float* row = d + (blocks->y0(ys) - s[1]) * patch[2] + blocks->x0(xs) - s[2];
+            for (int64_t y = 0; y < h; ++y, src += w, row += patch[2])
+              std::memcpy(row, src, static_cast<size_t>(w) * sizeof(float));
+          }
+        continue;
+      }
       for (int64_t y = 0; y < patch[1]; ++y) {
         const float* src = volume + ((c * dims[0] + s[0] + z) * dims[1] + s[1] + y) * dims[2] + s[2];
+        // Rows are a grid row apart, which the hardware prefetcher does not follow.
+        if (y + 4 < patch[1])
+          for (int64_t x = 0; x < patch[2]; x += 16) __builtin_prefetch(src + 4 * dims[2] + x, 0, 3);
         std::memcpy(d + y * patch[2], src, static_cast<size_t>(patch[2]) * sizeof(float));
       }
     }
@@ -102,9 +121,20 @@ Result<std::unique_ptr<Accumulator>> MakeAccumulator(const AccumulatorSpec& spec
 
 }  // namespace
 
+std::optional<BlockGrid> InputBlocks(const Zyx& size, const Zyx& patch, const Zyx& stride) {
+  auto plan = PlanWindows(size, patch, stride);
+  if (!plan.ok() || plan->padding()) return std::nullopt;
+  return BlockGrid(plan->starts, plan->patch, plan->padded, plan->padded[0]);
+}
+
 Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, ThreadPool* pool,
                                    const ProgressFn& progress, const std::atomic<bool>* cancel) {
   ITKIT_ASSIGN_OR_RETURN(WindowPlan plan, PlanWindows(spec.size, spec.patch, spec.stride));
+  std::optional<BlockGrid> blocks;
+  if (spec.input_blocked) {
+    blocks = InputBlocks(spec.size, spec.patch, spec.stride);
+    if (!blocks) return Internal("blocked window input for a volume that needs padding");
+  }
   const int64_t patch_voxels = plan.patch[0] * plan.patch[1] * plan.patch[2];
   if (plan.padded[0] * plan.padded[1] * plan.padded[2] > spec.max_voxels / spec.channels ||
       patch_voxels * spec.channels > spec.max_voxels / std::max(1, spec.batch))
@@ -149,7 +179,8 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
     std::vector<Zyx> starts;
     for (int64_t i = 0; i < n; ++i) starts.push_back(plan.Start(done + i));
     r.extract.Start();
-    ExtractBatch(volume, spec.channels, plan.padded, starts, p, batch_buffer.data(), pool);
+    ExtractBatch(volume, spec.channels, plan.padded, blocks ? &*blocks : nullptr, starts, p, batch_buffer.data(),
+                 pool);
     Tensor in = Tensor::View(DType::kF32, {n, spec.channels, p[0], p[1], p[2]}, batch_buffer.data());
     r.extract.Stop();
 

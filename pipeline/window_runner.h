@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "accumulator.h"
+#include "block_grid.h"
 #include "itkit/pipeline.h"
 #include "network.h"
 #include "volume.h"
@@ -17,6 +19,9 @@ namespace itkit::pipeline {
 
 struct WindowRunSpec {
   const float* input = nullptr;  // (channels, size) normalised, network orientation
+  // The input's channels are each in the block layout of InputBlocks(size, patch,
+  // stride) instead of z, y, x.
+  bool input_blocked = false;
   int channels = 1;
   Zyx size{};
   Zyx patch{}, stride{};
@@ -46,6 +51,11 @@ struct WindowRunResult {
   PartTimer extract, network, accumulate;
   std::vector<std::string> notes;
 };
+
+// The block layout (BlockGrid over the whole depth) the window loop reads fastest,
+// for an input that needs no padding; nullopt otherwise (or for a bad plan, which
+// RunWindows then reports).
+std::optional<BlockGrid> InputBlocks(const Zyx& size, const Zyx& patch, const Zyx& stride);
 
 Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, ThreadPool* pool,
                                    const ProgressFn& progress, const std::atomic<bool>* cancel);

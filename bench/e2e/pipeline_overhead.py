@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-# "accumulate" includes the argmax: labels are produced slab by slab as the windows
-# move on (see pipeline/host_accumulator.cpp).
+# "accumulate" includes the argmax: each voxel's label is produced by the last window
+# covering it (see pipeline/host_accumulator.cpp).
 STAGES = ["read", "preprocess", "extract", "accumulate", "restore", "write", "network", "total"]
 
 
