@@ -44,7 +44,8 @@ void HandlerThreads::Run(const std::function<void()>& task) {
     task();
     return;
   }
-  Pending pending{&task};
+  Pending pending;
+  pending.task = &task;
   queue_.push_back(&pending);
   work_cv_.notify_one();
   pending.done_cv.wait(lock, [&] { return pending.done; });

@@ -42,7 +42,7 @@ class HandlerThreads {
 
  private:
   struct Pending {
-    const std::function<void()>* task;
+    const std::function<void()>* task = nullptr;
     bool done = false;
     std::condition_variable done_cv;  // only its owner waits on it
   };

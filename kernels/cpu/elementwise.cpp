@@ -176,7 +176,7 @@ Result<std::unique_ptr<OpKernel>> CreateUnary<Un::kRelu>(const NodeSignature& si
 
 // ---- copies ---------------------------------------------------------------
 
-Result<std::unique_ptr<OpKernel>> CreateIdentity(const NodeSignature& sig) {
+Result<std::unique_ptr<OpKernel>> CreateIdentity(const NodeSignature& /*sig*/) {
   return MakeKernel([](KernelContext& ctx) {
     ParallelMemcpy(ctx.outputs[0]->raw(), ctx.inputs[0]->raw(), ctx.outputs[0]->bytes(), ctx.pool);
     return Status::Ok();

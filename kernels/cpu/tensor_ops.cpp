@@ -13,7 +13,7 @@ namespace itkit::cpu {
 namespace {
 
 // Reshape, Flatten, Squeeze, Unsqueeze: same bytes, new shape.
-Result<std::unique_ptr<OpKernel>> CreateCopy(const NodeSignature& sig) {
+Result<std::unique_ptr<OpKernel>> CreateCopy(const NodeSignature& /*sig*/) {
   return MakeKernel([](KernelContext& ctx) {
     ParallelMemcpy(ctx.outputs[0]->raw(), ctx.inputs[0]->raw(), ctx.outputs[0]->bytes(), ctx.pool);
     return Status::Ok();

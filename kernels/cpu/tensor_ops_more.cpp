@@ -223,7 +223,7 @@ Result<std::unique_ptr<OpKernel>> CreateShape(const NodeSignature& sig) {
   });
 }
 
-Result<std::unique_ptr<OpKernel>> CreateSize(const NodeSignature& sig) {
+Result<std::unique_ptr<OpKernel>> CreateSize(const NodeSignature& /*sig*/) {
   return MakeKernel([](KernelContext& ctx) {
     ctx.outputs[0]->data<int64_t>()[0] = ctx.inputs[0]->size();
     return Status::Ok();

@@ -5,7 +5,7 @@
 
 namespace itkit::server {
 
-void RegisterOpenApiRoutes(Router& router, App& app) {
+void RegisterOpenApiRoutes(Router& router, App& /*app*/) {
   router.Add("GET", "/api/openapi.json", [](Request&) {
     const Asset* a = FindAsset("openapi.json");
     if (a == nullptr) return Response::Error(500, "OpenAPI description missing from this build");

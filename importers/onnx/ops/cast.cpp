@@ -6,7 +6,7 @@
 
 namespace itkit::onnx_import {
 
-Status NormalizeCast(Node& node, NormalizeContext& ctx) {
+Status NormalizeCast(Node& node, NormalizeContext& /*ctx*/) {
   auto to = node.attrs.RequireInt("to");
   if (!to.ok()) return to.status().WithContext(node.Describe());
   Result<DType> dtype = DTypeFromOnnx(*to);

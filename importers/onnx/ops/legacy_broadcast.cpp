@@ -49,7 +49,7 @@ Status NormalizeLegacyBroadcast(Node& node, NormalizeContext& ctx) {
 
 // Gemm-6 `broadcast` switched C's unidirectional broadcasting on; from opset 7 it is
 // always on, which accepts everything the old form did.
-Status NormalizeGemmBroadcast(Node& node, NormalizeContext& ctx) {
+Status NormalizeGemmBroadcast(Node& node, NormalizeContext& /*ctx*/) {
   node.attrs.Erase("broadcast");
   return Status::Ok();
 }

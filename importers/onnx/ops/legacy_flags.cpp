@@ -5,7 +5,7 @@
 
 namespace itkit::onnx_import {
 
-Status NormalizeIsTest(Node& node, NormalizeContext& ctx) {
+Status NormalizeIsTest(Node& node, NormalizeContext& /*ctx*/) {
   if (node.attrs.Has("is_test")) {
     if (node.attrs.GetInt("is_test", 1) == 0)
       return Unsupported(node.Describe(), ": training mode (is_test=0) is not supported");
