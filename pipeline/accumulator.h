@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "itkit/backend.h"
 #include "itkit/tensor.h"
 #include "itkit/thread_pool.h"
 #include "sliding_window.h"
@@ -57,8 +58,11 @@ class Accumulator {
 
 // Host memory, work split over `pool`.
 Result<std::unique_ptr<Accumulator>> CreateHostAccumulator(const AccumulatorSpec& spec, ThreadPool* pool);
-// GPU memory; Unavailable until the CUDA accumulation kernels exist (callers fall
-// back to the host and say so).
-Result<std::unique_ptr<Accumulator>> CreateCudaAccumulator(const AccumulatorSpec& spec);
+// GPU memory (cuda_accumulator_adapter.cpp); Unavailable in builds without CUDA or
+// when no GPU can be used, OutOfMemory when the sums do not fit (callers fall back
+// to the host and say so).
+// `backend`: the network's CUDA backend, shared (nullptr: one of its own).
+Result<std::unique_ptr<Accumulator>> CreateCudaAccumulator(const AccumulatorSpec& spec,
+                                                           std::shared_ptr<Backend> backend);
 
 }  // namespace itkit::pipeline

@@ -355,8 +355,4 @@ Result<std::unique_ptr<Accumulator>> CreateHostAccumulator(const AccumulatorSpec
   return std::unique_ptr<Accumulator>(new HostAccumulator(spec, pool, std::move(sums), ring));
 }
 
-Result<std::unique_ptr<Accumulator>> CreateCudaAccumulator(const AccumulatorSpec&) {
-  return Unavailable("CUDA accumulation is not built yet");
-}
-
 }  // namespace itkit::pipeline

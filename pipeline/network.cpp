@@ -11,9 +11,10 @@ namespace {
 
 class SessionNetwork final : public Network {
  public:
-  SessionNetwork(std::unique_ptr<Session> session, std::string device)
-      : session_(std::move(session)), device_(std::move(device)) {}
+  SessionNetwork(std::unique_ptr<Session> session, std::string device, std::shared_ptr<Backend> backend)
+      : session_(std::move(session)), device_(std::move(device)), backend_(std::move(backend)) {}
   std::string device() const override { return device_; }
+  std::shared_ptr<Backend> device_backend() const override { return backend_; }
 
   Result<Tensor> Forward(const Tensor& input) override {
     Tensor feed = input;
@@ -48,6 +49,7 @@ class SessionNetwork final : public Network {
  private:
   std::unique_ptr<Session> session_;
   std::string device_;
+  std::shared_ptr<Backend> backend_;
 };
 
 class SyntheticNetwork final : public Network {
@@ -80,6 +82,7 @@ Result<std::unique_ptr<Network>> CreateSessionNetwork(Model model, const Network
   SessionOptions so;
   so.threads = options.threads;
   std::string device = "cpu";
+  std::shared_ptr<Backend> backend;
   if (options.forward_device != "cpu") {
     CudaBackendOptions co;
     co.fp16 = options.fp16;
@@ -87,6 +90,7 @@ Result<std::unique_ptr<Network>> CreateSessionNetwork(Model model, const Network
     auto cuda = CreateCudaBackend(co);
     if (cuda.ok()) {
       so.backends.push_back(*cuda);
+      backend = *cuda;
       device = "cuda";
     } else {
       static std::once_flag logged;
@@ -96,7 +100,7 @@ Result<std::unique_ptr<Network>> CreateSessionNetwork(Model model, const Network
     }
   }
   ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<Session> session, Session::Create(std::move(model), so));
-  return std::unique_ptr<Network>(new SessionNetwork(std::move(session), device));
+  return std::unique_ptr<Network>(new SessionNetwork(std::move(session), device, std::move(backend)));
 }
 
 std::unique_ptr<Network> CreateSyntheticNetwork(int classes) {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "itkit/backend.h"
 #include "itkit/graph.h"
 #include "itkit/tensor.h"
 
@@ -14,6 +15,9 @@ class Network {
  public:
   virtual ~Network() = default;
   virtual std::string device() const = 0;
+  // The device backend the network runs on (nullptr on the CPU): a CUDA
+  // accumulator shares its GPU, stream and handles instead of making its own.
+  virtual std::shared_ptr<Backend> device_backend() const { return nullptr; }
   // (n, channels, patch) float32 on the host → (n, classes, patch) float32 logits
   // on the host. kOutOfMemory / kResourceExhausted mean "try a smaller batch".
   virtual Result<Tensor> Forward(const Tensor& input) = 0;

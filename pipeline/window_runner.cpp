@@ -103,12 +103,12 @@ bool IsOutOfMemory(const Status& s) {
 }
 
 Result<std::unique_ptr<Accumulator>> MakeAccumulator(const AccumulatorSpec& spec, const WindowRunSpec& run,
-                                                     const std::string& network_device, ThreadPool* pool,
+                                                     const Network& network, ThreadPool* pool,
                                                      std::vector<std::string>* notes) {
   const bool want_cuda = run.accumulate_device == "cuda" ||
-                         (run.accumulate_device == "auto" && network_device == "cuda");
+                         (run.accumulate_device == "auto" && network.device() == "cuda");
   if (want_cuda) {
-    auto cuda = CreateCudaAccumulator(spec);
+    auto cuda = CreateCudaAccumulator(spec, network.device_backend());
     if (cuda.ok()) return cuda;
     if (IsOutOfMemory(cuda.status())) {
       notes->push_back("GPU out of memory for the accumulator: accumulated on the host");
@@ -218,7 +218,7 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
       t.offset = spec.label_offset;
       t.strides = spec.label_strides;
       aspec.keep_averages = spec.keep_averages;
-      ITKIT_ASSIGN_OR_RETURN(r.accumulator, MakeAccumulator(aspec, spec, network.device(), pool, &r.notes));
+      ITKIT_ASSIGN_OR_RETURN(r.accumulator, MakeAccumulator(aspec, spec, network, pool, &r.notes));
       r.accumulate.Stop();
     } else if (classes != r.classes) {
       return Internal("the network's class count changed between windows");

@@ -10,7 +10,8 @@ if [[ "${1:-}" == "--sanitize" ]]; then
   export ITKIT_BUILD_DIR="$repo/build-asan"
   bash "$repo/scripts/build.sh" -DITKIT_SANITIZE=ON -DITKIT_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 else
-  bash "$repo/scripts/build.sh"
+  # -Werror: the tree is warning-clean under -Wall -Wextra, and stays so.
+  bash "$repo/scripts/build.sh" -DITKIT_WERROR=ON
 fi
 cd "${ITKIT_BUILD_DIR:-$repo/build}"
 ctest --output-on-failure -j "${ITKIT_TEST_JOBS:-2}" --timeout 900

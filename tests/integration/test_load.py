@@ -1,6 +1,7 @@
 """8 concurrent clients x 25 inferences on the tiny model: no failure, every
 result exact, resident memory flat after warm-up."""
 import concurrent.futures
+import os
 import time
 
 import numpy as np
@@ -47,7 +48,13 @@ def test_concurrent_clients(make_server, model_dir, tmp_path):
     rss_end = s.rss_bytes()
     print(f"\n{CLIENTS * PER_CLIENT} inferences in {elapsed:.1f} s; RSS {rss_warm / 2**20:.1f} -> "
           f"{rss_end / 2**20:.1f} MiB")
-    assert rss_end - rss_warm < RSS_GROWTH_LIMIT, (rss_warm, rss_end)
+    if os.environ.get("ITKIT_SANITIZED"):
+        # ASan's allocator (size-class caches, shadow pages, quarantine) makes RSS a
+        # measure of itself; leaks are LeakSanitizer's job there. The bound holds in
+        # the normal build, which CI runs.
+        print("sanitizer build: RSS bound not checked")
+    else:
+        assert rss_end - rss_warm < RSS_GROWTH_LIMIT, (rss_warm, rss_end)
     metrics = s.get("/metrics").text
     assert f'itkit_http_requests_total{{endpoint="/api/infer",method="POST",status="200"}} {CLIENTS * PER_CLIENT}' in metrics
     assert list((s.cache / "tmp").iterdir()) == []

@@ -415,7 +415,9 @@ def test_cancel(client, loaded, tmp_path):
             break
         time.sleep(0.05)
     assert status.state == "cancelled", status.raw  # the job has ~260k windows to go
-    assert status.error and status.windows_done < status.windows_total
+    # Cancelled while still queued (a slow build: windows_total not known yet), or
+    # part-way through its windows.
+    assert status.error and (status.stage == "queued" or status.windows_done < status.windows_total), status.raw
     with pytest.raises(ic.JobCancelled):
         client.download_result(job, str(tmp_path / "x.nii.gz"))
     gate = threading.Event()
