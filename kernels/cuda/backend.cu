@@ -36,7 +36,7 @@ Status CudaError(cudaError_t error, const char* call, const char* file, int line
 
 Status CudnnError(cudnnStatus_t status, const char* call, const char* file, int line) {
   const std::string msg =
-      StrCat(call, " failed: ", cudnnGetErrorString(status), " at ", BaseName(file), ":", line);
+      StrCat(call, " failed: ", CudnnStatusText(status), " at ", BaseName(file), ":", line);
   // cuDNN 9 codes are category (1000s) + detail.
   if (CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED) return Unsupported("cuDNN: ", msg);
   if (status == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
@@ -71,7 +71,7 @@ CudaContext::~CudaContext() {
     if (staging_[i]) cudaFreeHost(staging_[i]);
   }
   if (cublas && blas) blas->Destroy(cublas);
-  if (cudnn) cudnnDestroy(cudnn);
+  if (cudnn) dnn().Destroy(cudnn);
   if (stream) cudaStreamDestroy(stream);
 }
 

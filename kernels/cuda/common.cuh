@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cuda/cublas_api.h"
+#include "cuda/cudnn_api.h"
 #include "cuda/kernel_math.h"
 #include "cuda/tuning_cache.h"
 #include "itkit/backend.h"

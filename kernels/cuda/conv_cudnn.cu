@@ -114,10 +114,10 @@ struct Descriptors {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   ~Descriptors() {
-    if (x) cudnnDestroyTensorDescriptor(x);
-    if (y) cudnnDestroyTensorDescriptor(y);
-    if (w) cudnnDestroyFilterDescriptor(w);
-    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+    if (x) dnn().DestroyTensorDescriptor(x);
+    if (y) dnn().DestroyTensorDescriptor(y);
+    if (w) dnn().DestroyFilterDescriptor(w);
+    if (conv) dnn().DestroyConvolutionDescriptor(conv);
   }
 };
 
@@ -146,7 +146,7 @@ Status SetTensor(cudnnTensorDescriptor_t desc, cudnnDataType_t type, int64_t n, 
       acc *= dims[i];
     }
   }
-  ITKIT_CUDNN_CHECK(cudnnSetTensorNdDescriptor(desc, type, rank, dims, strides));
+  ITKIT_CUDNN_CHECK(dnn().SetTensorNdDescriptor(desc, type, rank, dims, strides));
   return Status::Ok();
 }
 
@@ -246,10 +246,10 @@ class ConvKernel final : public OpKernel {
   Status Configure(bool channels_last_half) {
     half_ = channels_last_half;
     d_ = std::make_unique<Descriptors>();
-    ITKIT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d_->x));
-    ITKIT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d_->y));
-    ITKIT_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d_->w));
-    ITKIT_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d_->conv));
+    ITKIT_CUDNN_CHECK(dnn().CreateTensorDescriptor(&d_->x));
+    ITKIT_CUDNN_CHECK(dnn().CreateTensorDescriptor(&d_->y));
+    ITKIT_CUDNN_CHECK(dnn().CreateFilterDescriptor(&d_->w));
+    ITKIT_CUDNN_CHECK(dnn().CreateConvolutionDescriptor(&d_->conv));
     const cudnnDataType_t data = half_ || dtype_ == DType::kF16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
     ITKIT_RETURN_IF_ERROR(SetTensor(d_->x, data, g_.n, g_.cin, g_.in, half_));
     ITKIT_RETURN_IF_ERROR(SetTensor(d_->y, data, g_.n, g_.cout, g_.out, half_));
@@ -258,7 +258,7 @@ class ConvKernel final : public OpKernel {
     std::vector<int> fdims = {static_cast<int>(g_.transpose ? g_.cin : g_.cout),
                               static_cast<int>((g_.transpose ? g_.cout : g_.cin) / g_.group)};
     for (int64_t k : g_.kernel) fdims.push_back(static_cast<int>(k));
-    ITKIT_CUDNN_CHECK(cudnnSetFilterNdDescriptor(d_->w, data, half_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+    ITKIT_CUDNN_CHECK(dnn().SetFilterNdDescriptor(d_->w, data, half_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
                                                  static_cast<int>(fdims.size()), fdims.data()));
     std::vector<int> pads, strides, dilations;
     for (int i = 0; i < g_.nd; ++i) {
@@ -267,9 +267,9 @@ class ConvKernel final : public OpKernel {
       dilations.push_back(static_cast<int>(g_.dilations[i]));
     }
     // Accumulation is always f32 (f16 data with f32 compute = cuDNN's PSEUDO_HALF config).
-    ITKIT_CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(d_->conv, g_.nd, pads.data(), strides.data(), dilations.data(),
+    ITKIT_CUDNN_CHECK(dnn().SetConvolutionNdDescriptor(d_->conv, g_.nd, pads.data(), strides.data(), dilations.data(),
                                                       CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    ITKIT_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d_->conv, static_cast<int>(g_.group)));
+    ITKIT_CUDNN_CHECK(dnn().SetConvolutionGroupCount(d_->conv, static_cast<int>(g_.group)));
     ITKIT_RETURN_IF_ERROR(SelectAlgorithm(data == CUDNN_DATA_HALF));
     workspace_ = Align256(algo_workspace_);
     if (half_) {
@@ -296,11 +296,11 @@ class ConvKernel final : public OpKernel {
   // Workspace of `algo` with the descriptor's current math type, or an error.
   Status QueryWorkspace(int algo, size_t* bytes) const {
     if (g_.transpose) {
-      ITKIT_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y,
+      ITKIT_CUDNN_CHECK(dnn().GetConvolutionBackwardDataWorkspaceSize(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y,
                                                                      static_cast<cudnnConvolutionBwdDataAlgo_t>(algo),
                                                                      bytes));
     } else {
-      ITKIT_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y,
+      ITKIT_CUDNN_CHECK(dnn().GetConvolutionForwardWorkspaceSize(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y,
                                                                 static_cast<cudnnConvolutionFwdAlgo_t>(algo), bytes));
     }
     return Status::Ok();
@@ -308,7 +308,7 @@ class ConvKernel final : public OpKernel {
 
   // Tries one candidate: sets its math type and checks its workspace fits.
   bool Accept(int algo, cudnnMathType_t math) {
-    if (cudnnSetConvolutionMathType(d_->conv, math) != CUDNN_STATUS_SUCCESS) return false;
+    if (dnn().SetConvolutionMathType(d_->conv, math) != CUDNN_STATUS_SUCCESS) return false;
     size_t ws = 0;
     if (!QueryWorkspace(algo, &ws).ok() || ws > ctx_->options.max_workspace_bytes) return false;
     algo_ = algo;
@@ -323,12 +323,12 @@ class ConvKernel final : public OpKernel {
     const bool strict_fp32 = !half_data && !ctx_->options.allow_tf32;
     const cudnnMathType_t requested =
         half_data ? CUDNN_TENSOR_OP_MATH : (strict_fp32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH);
-    ITKIT_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv, requested));
+    ITKIT_CUDNN_CHECK(dnn().SetConvolutionMathType(d_->conv, requested));
     const std::string key = TuningKey(requested);
     if (auto hit = ctx_->tuning->Find(key)) {
       if (Accept(hit->algo, static_cast<cudnnMathType_t>(hit->math_type))) return Status::Ok();
       LogWarning("CUDA: cached cuDNN algorithm ", hit->algo, " no longer fits; tuning again");
-      ITKIT_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv, requested));
+      ITKIT_CUDNN_CHECK(dnn().SetConvolutionMathType(d_->conv, requested));
     }
     struct Candidate {
       int algo;
@@ -341,9 +341,9 @@ class ConvKernel final : public OpKernel {
       cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
       cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
       if (ctx_->options.autotune)
-        st = cudnnFindConvolutionBackwardDataAlgorithm(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y, kMax, &returned, perf);
+        st = dnn().FindConvolutionBackwardDataAlgorithm(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y, kMax, &returned, perf);
       if (st != CUDNN_STATUS_SUCCESS)
-        ITKIT_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y, kMax,
+        ITKIT_CUDNN_CHECK(dnn().GetConvolutionBackwardDataAlgorithm_v7(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y, kMax,
                                                                       &returned, perf));
       for (int i = 0; i < returned; ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS) candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType});
@@ -351,9 +351,9 @@ class ConvKernel final : public OpKernel {
       cudnnConvolutionFwdAlgoPerf_t perf[kMax];
       cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
       if (ctx_->options.autotune)
-        st = cudnnFindConvolutionForwardAlgorithm(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y, kMax, &returned, perf);
+        st = dnn().FindConvolutionForwardAlgorithm(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y, kMax, &returned, perf);
       if (st != CUDNN_STATUS_SUCCESS)
-        ITKIT_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y, kMax,
+        ITKIT_CUDNN_CHECK(dnn().GetConvolutionForwardAlgorithm_v7(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y, kMax,
                                                                  &returned, perf));
       for (int i = 0; i < returned; ++i)
         if (perf[i].status == CUDNN_STATUS_SUCCESS) candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType});
@@ -396,11 +396,11 @@ class ConvKernel final : public OpKernel {
   Status Convolve(const void* x, const void* w, void* y, void* ws) {
     const float one = 1.0f, zero = 0.0f;  // f32 scaling factors for f32 and f16 data alike
     if (g_.transpose) {
-      ITKIT_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx_->cudnn, &one, d_->w, w, d_->x, x, d_->conv,
+      ITKIT_CUDNN_CHECK(dnn().ConvolutionBackwardData(ctx_->cudnn, &one, d_->w, w, d_->x, x, d_->conv,
                                                      static_cast<cudnnConvolutionBwdDataAlgo_t>(algo_), ws,
                                                      algo_workspace_, &zero, d_->y, y));
     } else {
-      ITKIT_CUDNN_CHECK(cudnnConvolutionForward(ctx_->cudnn, &one, d_->x, x, d_->w, w, d_->conv,
+      ITKIT_CUDNN_CHECK(dnn().ConvolutionForward(ctx_->cudnn, &one, d_->x, x, d_->w, w, d_->conv,
                                                 static_cast<cudnnConvolutionFwdAlgo_t>(algo_), ws, algo_workspace_,
                                                 &zero, d_->y, y));
     }

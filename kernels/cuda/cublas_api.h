@@ -32,7 +32,7 @@ struct CublasApi {
 // or the same error.
 Result<const CublasApi*> Cublas();
 
-// "CUBLAS_STATUS_..." text; works before/without a successful load.
+// cuBLAS's description of a status; works before/without a successful load.
 const char* CublasStatusText(cublasStatus_t status);
 
 }  // namespace itkit::cuda

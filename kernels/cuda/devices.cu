@@ -80,13 +80,14 @@ Result<std::shared_ptr<CudaContext>> CudaContext::Create(const CudaBackendOption
   ITKIT_CUDA_CHECK_LAUNCH("ProbeKernel");
   ITKIT_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
 
-  const size_t cudnn_version = cudnnGetVersion();
+  ITKIT_RETURN_IF_ERROR(LoadCudnn().status());
+  const size_t cudnn_version = dnn().GetVersion();
   if (cudnn_version < 90000)
     return Unavailable("cuDNN ", cudnn_version, " was loaded; the CUDA backend needs cuDNN 9");
-  cudnnStatus_t cst = cudnnCreate(&ctx->cudnn);
+  cudnnStatus_t cst = dnn().Create(&ctx->cudnn);
   if (cst != CUDNN_STATUS_SUCCESS)
-    return Unavailable("cuDNN ", cudnn_version, " could not be initialised: ", cudnnGetErrorString(cst));
-  ITKIT_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream));
+    return Unavailable("cuDNN ", cudnn_version, " could not be initialised: ", dnn().GetErrorString(cst));
+  ITKIT_CUDNN_CHECK(dnn().SetStream(ctx->cudnn, ctx->stream));
   ITKIT_ASSIGN_OR_RETURN(const CublasApi* blas, Cublas());
   cublasStatus_t bst = blas->Create(&ctx->cublas);
   if (bst != CUBLAS_STATUS_SUCCESS)

@@ -15,11 +15,27 @@
 #include "cuda/layout_utils.h"
 #include "cuda/tuning_cache.h"
 #if ITKIT_HAVE_CUDA
+#include "cuda/cublas_api.h"
+#include "cuda/cudnn_api.h"
 #include "itkit/cuda_accumulator.h"
 #endif
 
 namespace itkit::cuda {
 namespace {
+
+#if ITKIT_HAVE_CUDA
+// cuDNN and cuBLAS are opened with dlopen (cudnn_api.h, cublas_api.h). Loading and
+// these two calls need no GPU, so a broken symbol table shows up on every CUDA build.
+TEST(CudaLibraries, CudnnAndCublasLoadWithoutAGpu) {
+  auto dnn_api = LoadCudnn();
+  ASSERT_TRUE(dnn_api.ok()) << dnn_api.status().message();
+  EXPECT_GE((*dnn_api)->GetVersion(), size_t{90000});
+  EXPECT_STREQ(CudnnStatusText(CUDNN_STATUS_BAD_PARAM), "CUDNN_STATUS_BAD_PARAM");
+  auto blas_api = Cublas();
+  ASSERT_TRUE(blas_api.ok()) << blas_api.status().message();
+  EXPECT_STREQ(CublasStatusText(CUBLAS_STATUS_NOT_INITIALIZED), "the library was not initialized");
+}
+#endif
 
 // Interpolates a random 1-D signal with the GPU's taps and with the CPU reference's.
 TEST(CudaKernelMath, ResizeTapsMatchCpuReference) {
