@@ -37,6 +37,17 @@ struct Reorientation {
 
 Result<Reorientation> PlanReorientation(const Geometry& input, const std::string& target);
 
+// d[x] = f(s[x * sx]) for a source row that runs forwards (sx = 1) or backwards
+// (sx = -1); the two loops stay separate so each vectorises.
+template <typename S, typename D, typename F>
+inline void GatherRow(const S* s, int64_t sx, D* d, int64_t n, F& f) {
+  if (sx == 1) {
+    for (int64_t x = 0; x < n; ++x) d[x] = f(s[x]);
+  } else {
+    for (int64_t x = 0; x < n; ++x) d[x] = f(s[-x]);
+  }
+}
+
 // Copies dst[k] = f(src[offset + sum_j index_j(k) * strides[j]]) over the dst grid
 // (x fastest), in parallel over z. Strides may be negative (flips). When the dst rows
 // do not run along the source's rows (a permutation), 16^3 tiles keep every source
@@ -50,13 +61,7 @@ void StridedGather(const S* src, int64_t offset, const std::array<int64_t, 3>& s
     ParallelFor(pool, nz * ny, 64, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t z = r / ny, y = r % ny;
-        const S* s = src + offset + z * strides[2] + y * strides[1];
-        D* d = dst + r * nx;
-        if (sx == 1) {
-          for (int64_t x = 0; x < nx; ++x) d[x] = f(s[x]);
-        } else {
-          for (int64_t x = 0; x < nx; ++x) d[x] = f(s[-x]);
-        }
+        GatherRow(src + offset + z * strides[2] + y * strides[1], sx, dst + r * nx, nx, f);
       }
     });
     return;
@@ -96,13 +101,7 @@ void StridedGatherBlocks(const S* src, int64_t offset, const std::array<int64_t,
           const S* row = src + offset + z * strides[2] + (y0 + y) * strides[1];
           for (size_t xs = 0; xs < static_cast<size_t>(nxb); ++xs) {
             const int64_t w = blocks.width(xs);
-            const S* s = row + blocks.x0(xs) * sx;
-            D* d = dst + blocks.offset(ys, xs) + (z * h + y) * w;
-            if (sx == 1) {
-              for (int64_t x = 0; x < w; ++x) d[x] = f(s[x]);
-            } else {
-              for (int64_t x = 0; x < w; ++x) d[x] = f(s[-x]);
-            }
+            GatherRow(row + blocks.x0(xs) * sx, sx, dst + blocks.offset(ys, xs) + (z * h + y) * w, w, f);
           }
         }
       }

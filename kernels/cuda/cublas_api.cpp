@@ -1,42 +1,25 @@
 #include "cuda/cublas_api.h"
 
-#include <dlfcn.h>
-
 #include <string>
+
+#include "cuda/shared_library.h"
 
 namespace itkit::cuda {
 namespace {
 
-template <typename Fn>
-bool Resolve(void* lib, const char* name, Fn* fn, std::string* missing) {
-  *fn = reinterpret_cast<Fn>(::dlsym(lib, name));
-  if (*fn == nullptr) *missing += StrCat(missing->empty() ? "" : ", ", name);
-  return *fn != nullptr;
-}
-
 Result<const CublasApi*> LoadCublas() {
   const std::string soname = StrCat("libcublas.so.", CUBLAS_VER_MAJOR);
-  // RTLD_LOCAL: its symbols stay out of the global namespace.
-  void* lib = ::dlopen(soname.c_str(), RTLD_NOW | RTLD_LOCAL);
-  std::string first_error = lib ? "" : (::dlerror() ? ::dlerror() : "not found");
-#ifdef ITKIT_CUBLAS_DIR
-  // The toolkit's folder, as found at build time: most installs keep it off the
-  // loader path.
-  if (lib == nullptr) lib = ::dlopen((std::string(ITKIT_CUBLAS_DIR) + "/" + soname).c_str(), RTLD_NOW | RTLD_LOCAL);
-#endif
-  if (lib == nullptr) {
-    return Unavailable("cuBLAS could not be loaded (", soname, ": ", first_error,
-                       "); add its folder to LD_LIBRARY_PATH");
-  }
+  // Fallback: the toolkit's folder found at build time (often off the loader path).
+  ITKIT_ASSIGN_OR_RETURN(void* lib, OpenSharedLibrary(soname, ITKIT_CUBLAS_DIR, "cuBLAS"));
   static CublasApi api;
   std::string missing;
-  Resolve(lib, "cublasCreate_v2", &api.Create, &missing);
-  Resolve(lib, "cublasDestroy_v2", &api.Destroy, &missing);
-  Resolve(lib, "cublasSetStream_v2", &api.SetStream, &missing);
-  Resolve(lib, "cublasSetMathMode", &api.SetMathMode, &missing);
-  Resolve(lib, "cublasGetVersion_v2", &api.GetVersion, &missing);
-  Resolve(lib, "cublasGetStatusString", &api.GetStatusString, &missing);
-  Resolve(lib, "cublasGemmStridedBatchedEx", &api.GemmStridedBatchedEx, &missing);
+  ResolveSymbol(lib, "cublasCreate_v2", &api.Create, &missing);
+  ResolveSymbol(lib, "cublasDestroy_v2", &api.Destroy, &missing);
+  ResolveSymbol(lib, "cublasSetStream_v2", &api.SetStream, &missing);
+  ResolveSymbol(lib, "cublasSetMathMode", &api.SetMathMode, &missing);
+  ResolveSymbol(lib, "cublasGetVersion_v2", &api.GetVersion, &missing);
+  ResolveSymbol(lib, "cublasGetStatusString", &api.GetStatusString, &missing);
+  ResolveSymbol(lib, "cublasGemmStridedBatchedEx", &api.GemmStridedBatchedEx, &missing);
   if (!missing.empty()) return Unavailable("cuBLAS (", soname, ") lacks ", missing);
   return &api;
 }

@@ -17,6 +17,7 @@
 #if ITKIT_HAVE_CUDA
 #include "cuda/cublas_api.h"
 #include "cuda/cudnn_api.h"
+#include "cuda/shared_library.h"
 #include "itkit/cuda_accumulator.h"
 #endif
 
@@ -34,6 +35,16 @@ TEST(CudaLibraries, CudnnAndCublasLoadWithoutAGpu) {
   auto blas_api = Cublas();
   ASSERT_TRUE(blas_api.ok()) << blas_api.status().message();
   EXPECT_STREQ(CublasStatusText(CUBLAS_STATUS_NOT_INITIALIZED), "the library was not initialized");
+}
+
+// A library that is nowhere: an error naming it (and the loader's reason), not a crash.
+TEST(CudaLibraries, MissingLibraryIsAnError) {
+  auto lib = OpenSharedLibrary("libitkit-absent.so.7", "/nonexistent-itkit-dir", "libabsent");
+  ASSERT_FALSE(lib.ok());
+  EXPECT_EQ(lib.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(lib.status().message().find("libabsent could not be loaded (libitkit-absent.so.7: "), std::string::npos)
+      << lib.status().message();
+  EXPECT_EQ(lib.status().message().find("not found)"), std::string::npos) << "the loader's own error is kept";
 }
 #endif
 
