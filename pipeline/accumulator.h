@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,20 @@ struct LabelTarget {
   int64_t offset = 0;
   std::array<int64_t, 3> strides{0, 0, 0};  // x, y, z
 };
+
+// n labels of grid row (gz, gy), from grid column gx on, into the target (whose
+// coordinates are the grid's minus crop_begin).
+template <typename T>
+void WriteLabelRow(const LabelTarget& t, const Zyx& crop_begin, int64_t gz, int64_t gy, int64_t gx, int64_t n,
+                   const T* labels) {
+  T* d = static_cast<T*>(t.data) + t.offset + (gx - crop_begin[2]) * t.strides[0] +
+         (gy - crop_begin[1]) * t.strides[1] + (gz - crop_begin[0]) * t.strides[2];
+  if (t.strides[0] == 1) {
+    std::memcpy(d, labels, static_cast<size_t>(n) * sizeof(T));
+  } else {
+    for (int64_t x = 0; x < n; ++x) d[x * t.strides[0]] = labels[x];
+  }
+}
 
 struct AccumulatorSpec {
   int classes = 0;

@@ -8,6 +8,7 @@
 // sum equals the argmax of the weighted mean, which the host computes. Only the
 // summation order differs (float rounding), so exact ties may resolve differently.
 #include <cstring>
+#include <vector>
 
 #include "accumulator.h"
 
@@ -40,24 +41,23 @@ class CudaAccumulatorAdapter final : public Accumulator {
   }
 
   Status Finish() override {
-    const DType dtype = spec_.classes <= 256 ? DType::kU8 : DType::kI32;
-    ITKIT_ASSIGN_OR_RETURN(Tensor labels, acc_->ArgMax(dtype));
     const LabelTarget& t = spec_.target;
     if (t.data == nullptr) return Status::Ok();
+    // uint16 targets (more than 255 classes) take int32 argmax rows, narrowed.
+    ITKIT_ASSIGN_OR_RETURN(Tensor labels, acc_->ArgMax(t.wide ? DType::kI32 : DType::kU8));
     const Zyx& g = spec_.grid;
     const Zyx& cb = spec_.crop_begin;
     const Zyx& cs = spec_.crop_size;
-    for (int64_t z = 0; z < cs[0]; ++z) {
-      for (int64_t y = 0; y < cs[1]; ++y) {
-        const int64_t src = ((cb[0] + z) * g[1] + (cb[1] + y)) * g[2] + cb[2];
-        const int64_t dst = t.offset + y * t.strides[1] + z * t.strides[2];
-        for (int64_t x = 0; x < cs[2]; ++x) {
-          const int64_t label = dtype == DType::kU8 ? labels.data<uint8_t>()[src + x] : labels.data<int32_t>()[src + x];
-          if (t.wide) {
-            static_cast<uint16_t*>(t.data)[dst + x * t.strides[0]] = static_cast<uint16_t>(label);
-          } else {
-            static_cast<uint8_t*>(t.data)[dst + x * t.strides[0]] = static_cast<uint8_t>(label);
-          }
+    std::vector<uint16_t> wide_row(t.wide ? static_cast<size_t>(cs[2]) : 0);
+    for (int64_t gz = cb[0]; gz < cb[0] + cs[0]; ++gz) {
+      for (int64_t gy = cb[1]; gy < cb[1] + cs[1]; ++gy) {
+        const int64_t row = (gz * g[1] + gy) * g[2] + cb[2];
+        if (t.wide) {
+          const int32_t* r = labels.data<int32_t>() + row;
+          for (int64_t x = 0; x < cs[2]; ++x) wide_row[static_cast<size_t>(x)] = static_cast<uint16_t>(r[x]);
+          WriteLabelRow(t, cb, gz, gy, cb[2], cs[2], wide_row.data());
+        } else {
+          WriteLabelRow(t, cb, gz, gy, cb[2], cs[2], labels.data<uint8_t>() + row);
         }
       }
     }

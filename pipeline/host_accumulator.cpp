@@ -299,15 +299,7 @@ class HostAccumulator final : public Accumulator {
   // n labels of grid row (gz, gy) from gx on into the target.
   template <typename T>
   void WriteLabels(int64_t gz, int64_t gy, int64_t gx, int64_t n, const T* labels) {
-    const Zyx& cb = spec_.crop_begin;
-    const auto& t = spec_.target;
-    T* d = static_cast<T*>(t.data) + t.offset + (gx - cb[2]) * t.strides[0] + (gy - cb[1]) * t.strides[1] +
-           (gz - cb[0]) * t.strides[2];
-    if (t.strides[0] == 1) {
-      std::memcpy(d, labels, static_cast<size_t>(n) * sizeof(T));
-    } else {
-      for (int64_t x = 0; x < n; ++x) d[x * t.strides[0]] = labels[x];
-    }
+    WriteLabelRow(spec_.target, spec_.crop_begin, gz, gy, gx, n, labels);
   }
 
   // Labels of the kept sums for crop slices [z0, z1) (keep_averages).
