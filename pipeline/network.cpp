@@ -16,7 +16,11 @@ class SessionNetwork final : public Network {
   std::string device() const override { return device_; }
   std::shared_ptr<Backend> device_backend() const override { return backend_; }
 
-  Result<Tensor> Forward(const Tensor& input) override {
+  Result<Tensor> Forward(const Tensor& input) override { return Run(input, false); }
+  Result<Tensor> ForwardKeepingLogitsOnDevice(const Tensor& input) override { return Run(input, backend_ != nullptr); }
+
+ private:
+  Result<Tensor> Run(const Tensor& input, bool logits_on_device) {
     Tensor feed = input;
     if (!session_->inputs().empty() && session_->inputs()[0].dtype == DType::kF16) {
       // A network exported in half precision takes half inputs.
@@ -25,10 +29,13 @@ class SessionNetwork final : public Network {
       auto* h = feed.data<uint16_t>();
       for (int64_t i = 0; i < input.size(); ++i) h[i] = FloatToHalf(f[i]);
     }
-    ITKIT_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, session_->Run(std::vector<Tensor>{feed}));
+    RunOptions run_options;
+    run_options.outputs_on_device = logits_on_device;
+    ITKIT_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, session_->Run(std::vector<Tensor>{feed}, run_options));
     if (outputs.empty()) return Internal("the network returned no outputs");
     Tensor out = std::move(outputs.front());
-    if (out.dtype() == DType::kF16) {
+    const bool on_device = out.device() != DeviceKind::kCpu;
+    if (out.dtype() == DType::kF16 && !on_device) {
       // An fp16 network: widen once here so accumulation is float32 everywhere.
       ITKIT_ASSIGN_OR_RETURN(Tensor wide, Tensor::Allocate(DType::kF32, out.shape()));
       const auto* h = out.data<uint16_t>();
@@ -36,7 +43,7 @@ class SessionNetwork final : public Network {
       for (int64_t i = 0; i < out.size(); ++i) f[i] = HalfToFloat(h[i]);
       out = std::move(wide);
     }
-    if (out.dtype() != DType::kF32)
+    if (out.dtype() != DType::kF32 && !(on_device && out.dtype() == DType::kF16))
       return InvalidArgument("the network's output is ", DTypeName(out.dtype()), ", expected float logits");
     const Shape& in = input.shape();
     const Shape& s = out.shape();
@@ -46,7 +53,6 @@ class SessionNetwork final : public Network {
     return out;
   }
 
- private:
   std::unique_ptr<Session> session_;
   std::string device_;
   std::shared_ptr<Backend> backend_;

@@ -21,6 +21,10 @@ class Network {
   // (n, channels, patch) float32 on the host → (n, classes, patch) float32 logits
   // on the host. kOutOfMemory / kResourceExhausted mean "try a smaller batch".
   virtual Result<Tensor> Forward(const Tensor& input) = 0;
+  // Same, but logits a device produced may stay in its memory (f32 or f16,
+  // Tensor::device() != kCpu), valid until the next call: for an accumulator on
+  // that device, saving the round trip through the host.
+  virtual Result<Tensor> ForwardKeepingLogitsOnDevice(const Tensor& input) { return Forward(input); }
 };
 
 struct NetworkOptions {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <future>
 
 #include "volume.h"
 
@@ -98,6 +100,82 @@ Result<Tensor> ForwardMaybeTta(Network& network, const Tensor& input, bool tta, 
   return sum;
 }
 
+// Logits a device kept (Network::ForwardKeepingLogitsOnDevice) for an accumulator
+// that is on the host after all (e.g. the GPU had no room for the sums).
+Result<Tensor> LogitsOnHost(const Tensor& logits, const Network& network) {
+  if (logits.device() == DeviceKind::kCpu) return logits;
+  std::shared_ptr<Backend> backend = network.device_backend();
+  if (!backend) return Internal("device logits from a network without a device backend");
+  ITKIT_ASSIGN_OR_RETURN(Tensor host, Tensor::Allocate(logits.dtype(), logits.shape()));
+  ITKIT_RETURN_IF_ERROR(backend->CopyToHost(logits, host));
+  if (host.dtype() == DType::kF32) return host;
+  if (host.dtype() != DType::kF16) return Internal("device logits of dtype ", DTypeName(host.dtype()));
+  ITKIT_ASSIGN_OR_RETURN(Tensor wide, Tensor::Allocate(DType::kF32, host.shape()));
+  for (int64_t i = 0; i < host.size(); ++i) wide.data<float>()[i] = HalfToFloat(host.data<uint16_t>()[i]);
+  return wide;
+}
+
+bool WantsCudaAccumulator(const WindowRunSpec& run, const Network& network) {
+  return run.accumulate_device == "cuda" || (run.accumulate_device == "auto" && network.device() == "cuda");
+}
+
+// Extracts the next batch of windows on a helper thread while the network runs the
+// current one: with the network on a GPU the CPU is otherwise idle then. Two
+// buffers; Get() returns the prefetched one when it holds the batch asked for,
+// else (first batch, or the batch size shrank) extracts in line.
+class BatchPrefetcher {
+ public:
+  using ExtractFn = std::function<void(int64_t first, int64_t count, float* dst)>;
+  BatchPrefetcher(ExtractFn extract, float* first_buffer, float* second_buffer, bool enabled)
+      : extract_(std::move(extract)), buffers_{first_buffer, second_buffer}, enabled_(enabled && second_buffer) {}
+  ~BatchPrefetcher() { Drain(); }
+  BatchPrefetcher(const BatchPrefetcher&) = delete;
+  BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
+
+  float* Get(int64_t first, int64_t count) {
+    const bool ready = Drain() && first == first_ && count == count_;
+    if (ready) {
+      current_ ^= 1;
+    } else {
+      extract_(first, count, buffers_[current_]);
+    }
+    first_ = count_ = -1;
+    return buffers_[current_];
+  }
+
+  // Starts extracting [first, first + count) into the buffer Get() did not return.
+  void Start(int64_t first, int64_t count) {
+    if (!enabled_ || count <= 0) return;
+    float* dst = buffers_[current_ ^ 1];
+    try {
+      pending_ = std::async(std::launch::async, [this, first, count, dst] { extract_(first, count, dst); });
+      first_ = first;
+      count_ = count;
+    } catch (...) {
+      enabled_ = false;  // no thread to be had: extract in line from now on
+    }
+  }
+
+ private:
+  // Waits for a running extraction; false when it failed (its buffer is then unused).
+  bool Drain() {
+    if (!pending_.valid()) return false;
+    try {
+      pending_.get();
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
+  ExtractFn extract_;
+  float* buffers_[2];
+  bool enabled_;
+  int current_ = 0;
+  int64_t first_ = -1, count_ = -1;
+  std::future<void> pending_;
+};
+
 bool IsOutOfMemory(const Status& s) {
   return s.code() == StatusCode::kOutOfMemory || s.code() == StatusCode::kResourceExhausted;
 }
@@ -105,9 +183,7 @@ bool IsOutOfMemory(const Status& s) {
 Result<std::unique_ptr<Accumulator>> MakeAccumulator(const AccumulatorSpec& spec, const WindowRunSpec& run,
                                                      const Network& network, ThreadPool* pool,
                                                      std::vector<std::string>* notes) {
-  const bool want_cuda = run.accumulate_device == "cuda" ||
-                         (run.accumulate_device == "auto" && network.device() == "cuda");
-  if (want_cuda) {
+  if (WantsCudaAccumulator(run, network)) {
     auto cuda = CreateCudaAccumulator(spec, network.device_backend());
     if (cuda.ok()) return cuda;
     if (IsOutOfMemory(cuda.status())) {
@@ -168,24 +244,47 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
   int batch = static_cast<int>(std::clamp<int64_t>(spec.batch, 1, total));
   const Zyx& p = plan.patch;
   const int64_t window_elems = spec.channels * p[0] * p[1] * p[2];
-  Buffer<float> batch_buffer;
-  ITKIT_ASSIGN_OR_RETURN(batch_buffer, Buffer<float>::Allocate(batch * window_elems));
+  // Logits stay on the GPU when they are accumulated there (not with TTA, which
+  // mirrors them on the host).
+  const bool logits_on_device = !spec.tta && network.device_backend() && WantsCudaAccumulator(spec, network);
+  const bool prefetch = spec.prefetch.value_or(network.device_backend() != nullptr);
+  // Batches for a device network live in memory its copies are fastest from (pinned).
+  const std::shared_ptr<Backend> device = network.device_backend();
+  Buffer<float> batch_buffers[2];
+  for (int k = 0; k < (prefetch ? 2 : 1); ++k) {
+    if (device) {
+      ITKIT_ASSIGN_OR_RETURN(DeviceBuffer host, device->AllocateHost(sizeof(float) * batch * window_elems));
+      batch_buffers[k] = Buffer<float>::Wrap(host.owner, static_cast<float*>(host.data), batch * window_elems);
+    } else {
+      ITKIT_ASSIGN_OR_RETURN(batch_buffers[k], Buffer<float>::Allocate(batch * window_elems));
+    }
+  }
+  auto starts_of = [&](int64_t first, int64_t count) {
+    std::vector<Zyx> starts;
+    for (int64_t i = 0; i < count; ++i) starts.push_back(plan.Start(first + i));
+    return starts;
+  };
+  BatchPrefetcher batches(
+      [&](int64_t first, int64_t count, float* dst) {
+        ExtractBatch(volume, spec.channels, plan.padded, blocks ? &*blocks : nullptr, starts_of(first, count), p, dst,
+                     pool);
+      },
+      batch_buffers[0].data(), prefetch ? batch_buffers[1].data() : nullptr, prefetch);
   if (progress) progress(Progress{"windows", 0, total});
 
   int64_t done = 0;
   while (done < total) {
     if (cancel != nullptr && cancel->load()) return Cancelled("cancelled after ", done, " of ", total, " windows");
     const int64_t n = std::min<int64_t>(batch, total - done);
-    std::vector<Zyx> starts;
-    for (int64_t i = 0; i < n; ++i) starts.push_back(plan.Start(done + i));
+    const std::vector<Zyx> starts = starts_of(done, n);
     r.extract.Start();
-    ExtractBatch(volume, spec.channels, plan.padded, blocks ? &*blocks : nullptr, starts, p, batch_buffer.data(),
-                 pool);
-    Tensor in = Tensor::View(DType::kF32, {n, spec.channels, p[0], p[1], p[2]}, batch_buffer.data());
+    Tensor in = Tensor::View(DType::kF32, {n, spec.channels, p[0], p[1], p[2]}, batches.Get(done, n));
     r.extract.Stop();
+    batches.Start(done + n, std::min<int64_t>(batch, total - done - n));
 
     r.network.Start();
-    Result<Tensor> out = ForwardMaybeTta(network, in, spec.tta, pool);
+    Result<Tensor> out =
+        logits_on_device ? network.ForwardKeepingLogitsOnDevice(in) : ForwardMaybeTta(network, in, spec.tta, pool);
     r.network.Stop();
     if (!out.ok()) {
       if (IsOutOfMemory(out.status()) && batch > 1) {
@@ -224,6 +323,9 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
       return Internal("the network's class count changed between windows");
     }
     r.accumulate.Start();
+    if (out->device() != DeviceKind::kCpu && r.accumulator->device() != "cuda") {
+      ITKIT_ASSIGN_OR_RETURN(*out, LogitsOnHost(*out, network));
+    }
     ITKIT_RETURN_IF_ERROR(r.accumulator->Add(*out, starts));
     r.accumulate.Stop();
     done += n;

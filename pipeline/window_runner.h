@@ -36,6 +36,9 @@ struct WindowRunSpec {
   int64_t label_offset = 0;
   std::array<int64_t, 3> label_strides{0, 0, 0};
   bool keep_averages = false;  // Averaged() wanted afterwards
+  // Extract the next batch of windows on a helper thread while the network runs
+  // the current one; default: when the network runs on a device (its CPU is idle).
+  std::optional<bool> prefetch;
   // Patch, stride and batch come from requests: the padded volume and one batch of
   // windows may not hold more than this many voxels (the input image's limit).
   int64_t max_voxels = kDefaultMaxVoxels;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepares what bench/device/run.sh needs on the GPU machine, HERE (the build
-# machine): builds the CUDA test/benchmark programs, generates the model zoo, and
-# packs both with the shared libraries the GPU machine's image lacks (oneDNN, Google
-# Benchmark; not the NVIDIA libraries, which it has) into build-device/bundle.tar.xz.
+# machine): builds the CUDA test/benchmark programs and itkit_infer, generates the
+# model zoo, and packs them with the shared libraries the GPU machine's image lacks
+# (oneDNN, Google Benchmark, ITK, yaml-cpp; not the NVIDIA libraries, which it has)
+# into build-device/bundle.tar.xz.
 # The device machine cannot download anything and its image has no oneDNN, GTest or
 # Google Benchmark to build against, so we carry binaries (x86-64, glibc >= 2.36).
 #
@@ -15,8 +16,9 @@ out="$repo/build-device"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 
-cmake -S "$repo" -B "$build" -G Ninja -DITKIT_CUDA=ON -DITKIT_BUILD_SERVER=OFF >/dev/null
-targets=(itkit_backend_ops_test itkit_cuda_bench itkit_cuda_kernel_bench itkit_onnx_test_runner)
+cmake -S "$repo" -B "$build" -G Ninja -DITKIT_CUDA=ON -DITKIT_BUILD_SERVER=ON >/dev/null
+# itkit_infer (with ITK's libraries, ~13 MB) for the pipeline's GPU accumulation check.
+targets=(itkit_backend_ops_test itkit_cuda_bench itkit_cuda_kernel_bench itkit_onnx_test_runner itkit_infer)
 ninja -C "$build" -j"${JOBS:-2}" "${targets[@]}"
 
 mkdir -p "$stage/bin" "$stage/lib" "$stage/zoo"

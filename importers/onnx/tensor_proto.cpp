@@ -21,16 +21,9 @@ static_assert(std::endian::native == std::endian::little,
               "raw_data is little-endian; big-endian hosts would need byte swapping");
 
 Result<DType> DTypeFromOnnx(int64_t onnx_type) {
-  switch (onnx_type) {
-    case kOnnxFloat: return DType::kF32;
-    case kOnnxFloat16: return DType::kF16;
-    case kOnnxInt64: return DType::kI64;
-    case kOnnxInt32: return DType::kI32;
-    case kOnnxUint8: return DType::kU8;
-    case kOnnxBool: return DType::kBool;
-    case kOnnxUndefined: return InvalidArgument("data type is UNDEFINED");
-    default: break;
-  }
+  const DType dtype = DTypeFromOnnxCode(onnx_type);
+  if (dtype != DType::kUndefined) return dtype;
+  if (onnx_type == kOnnxUndefined) return InvalidArgument("data type is UNDEFINED");
   if (onnx_type > 0 && onnx_type <= kOnnxBfloat16)
     return Unsupported("data type ", OnnxDataTypeName(onnx_type),
                        " is not supported (supported: FLOAT, FLOAT16, INT64, INT32, UINT8, BOOL)");

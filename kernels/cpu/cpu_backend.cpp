@@ -21,6 +21,7 @@ const std::vector<CpuOpEntry>& CpuOpTable() {
     AppendResizeKernels(t);
     AppendMatMulKernels(t);
     AppendEinsumKernels(t);
+    AppendFusedElementwiseKernels(t);
     return t;
   }();
   return table;

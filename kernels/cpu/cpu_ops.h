@@ -31,6 +31,7 @@ void AppendNormKernels(std::vector<CpuOpEntry>& table);         // norm.cpp
 void AppendResizeKernels(std::vector<CpuOpEntry>& table);       // resize.cpp
 void AppendMatMulKernels(std::vector<CpuOpEntry>& table);       // matmul.cpp
 void AppendEinsumKernels(std::vector<CpuOpEntry>& table);       // einsum.cpp
+void AppendFusedElementwiseKernels(std::vector<CpuOpEntry>& table);  // fused_elementwise.cpp
 
 const std::vector<CpuOpEntry>& CpuOpTable();
 

@@ -2,8 +2,8 @@
 // channel per group) is the hot one: nnU-Net normalises 32 x 128^3 activations
 // after every conv. Two passes over memory: (1) per-chunk moments, chunks of 4 K
 // elements so the second look at a chunk hits L1, merged per group in double
-// (Chan et al.); (2) y = act(x * a_c + b_c) with a/b folded per channel. Both passes
-// are parallel over chunks, so few large groups still use every thread.
+// (Chan et al.); (2) y = act(x * a_c + b_c [+ residual]) with a/b folded per channel.
+// Both passes are parallel over chunks, so few large groups still use every thread.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -108,9 +108,31 @@ __attribute__((target_clones("avx2", "default"))) void AffineAct(const float* x,
   ApplyActivation(act, y, n);  // kNone: no-op; others: scalar transcendental
 }
 
-// Applies y = act(x * a[p] + b[p]) over `planes` contiguous planes of `plane` floats.
+// y = act(x * a + b + r) over a contiguous run (the residual GroupNorm).
+__attribute__((target_clones("avx2", "default"))) void AffineResidualAct(const float* x, float a, float b,
+                                                                          const float* r, const Activation& act,
+                                                                          float* y, int64_t n) {
+  const V8 av = Splat(a), bv = Splat(b), zero = Splat(0), alpha = Splat(act.alpha);
+  int64_t i = 0;
+  if (act.kind == ActKind::kLeakyRelu || act.kind == ActKind::kRelu) {
+    const V8 slope = act.kind == ActKind::kRelu ? zero : alpha;
+    for (; i + 8 <= n; i += 8) {
+      const V8 v = Load(x + i) * av + bv + Load(r + i);
+      Store(y + i, v >= zero ? v : v * slope);
+    }
+    for (; i < n; ++i) y[i] = ApplyActivation(act, x[i] * a + b + r[i]);
+    return;
+  }
+  for (; i + 8 <= n; i += 8) Store(y + i, Load(x + i) * av + bv + Load(r + i));
+  for (; i < n; ++i) y[i] = x[i] * a + b + r[i];
+  ApplyActivation(act, y, n);
+}
+
+// Applies y = act(x * a[p] + b[p] [+ residual]) over `planes` contiguous planes of
+// `plane` floats; `residual` (x's layout) may be null.
 void ApplyPlanes(int64_t planes, int64_t plane, const float* x, const std::vector<float>& a,
-                 const std::vector<float>& b, const Activation& act, float* y, ThreadPool* pool) {
+                 const std::vector<float>& b, const Activation& act, float* y, ThreadPool* pool,
+                 const float* residual = nullptr) {
   const int64_t per_plane = std::max<int64_t>(1, (plane + kApplyChunk - 1) / kApplyChunk);
   ParallelFor(pool, planes * per_plane, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, plane)),
               [&](int64_t begin, int64_t end) {
@@ -119,7 +141,12 @@ void ApplyPlanes(int64_t planes, int64_t plane, const float* x, const std::vecto
                   const int64_t off = c * kApplyChunk, n = std::min(kApplyChunk, plane - off);
                   if (n <= 0) continue;
                   const size_t ps = static_cast<size_t>(p);
-                  AffineAct(x + p * plane + off, a[ps], b[ps], act, y + p * plane + off, n);
+                  const int64_t start = p * plane + off;
+                  if (residual) {
+                    AffineResidualAct(x + start, a[ps], b[ps], residual + start, act, y + start, n);
+                  } else {
+                    AffineAct(x + start, a[ps], b[ps], act, y + start, n);
+                  }
                 }
               });
 }
@@ -127,7 +154,7 @@ void ApplyPlanes(int64_t planes, int64_t plane, const float* x, const std::vecto
 }  // namespace
 
 void GroupNormFast(const GroupNormShape& s, const float* x, const float* scale, const float* bias, float eps,
-                   const Activation& act, float* y, ThreadPool* pool) {
+                   const Activation& act, float* y, ThreadPool* pool, const float* residual) {
   const int64_t cpg = s.channels / s.groups;
   const int64_t len = cpg * s.spatial;  // a group is contiguous
   const int64_t num_groups = s.batch * s.groups;
@@ -152,7 +179,7 @@ void GroupNormFast(const GroupNormShape& s, const float* x, const float* scale, 
       b[static_cast<size_t>(plane)] = static_cast<float>(bias[ch] - m.mean * sc);
     }
   }
-  ApplyPlanes(s.batch * s.channels, s.spatial, x, a, b, act, y, pool);
+  ApplyPlanes(s.batch * s.channels, s.spatial, x, a, b, act, y, pool, residual);
 }
 
 void LayerNormFast(int64_t rows, int64_t row_size, const float* x, const float* scale, const float* bias,
@@ -196,6 +223,8 @@ Result<std::unique_ptr<OpKernel>> CreateGroupNormLike(const NodeSignature& sig, 
   const Shape& x = sig.inputs[0].shape;
   GroupNormShape s{x[0], x[1], SpatialOf(x), groups};
   if (groups <= 0 || s.channels % groups != 0) return InvalidArgument(node.Describe(), ": bad num_groups");
+  if (sig.inputs.size() > 3 && sig.inputs[3].dtype != DType::kUndefined && sig.inputs[3].shape != x)
+    return InvalidArgument(node.Describe(), ": the residual must have X's shape");
   Activation act;
   if (node.domain == kItkitDomain) {
     ITKIT_ASSIGN_OR_RETURN(act, ParseActivation(node));
@@ -205,11 +234,12 @@ Result<std::unique_ptr<OpKernel>> CreateGroupNormLike(const NodeSignature& sig, 
     const float* xp = ctx.inputs[0]->data<float>();
     const float* scale = ctx.inputs[1]->data<float>();
     const float* bias = ctx.inputs[2]->data<float>();
+    const float* residual = ctx.inputs.size() > 3 && ctx.inputs[3] ? ctx.inputs[3]->data<float>() : nullptr;
     float* y = ctx.outputs[0]->data<float>();
     if (impl == NormImpl::kReference) {
-      GroupNormReference(s, xp, scale, bias, eps, act, y);
+      GroupNormReference(s, xp, scale, bias, eps, act, y, residual);
     } else {
-      GroupNormFast(s, xp, scale, bias, eps, act, y, ctx.pool);
+      GroupNormFast(s, xp, scale, bias, eps, act, y, ctx.pool, residual);
     }
     return Status::Ok();
   }));

@@ -18,11 +18,12 @@ struct GroupNormShape {
   int64_t batch = 0, channels = 0, spatial = 0, groups = 1;
 };
 
-// y = act((x - mean_g) / sqrt(var_g + eps) * scale[c] + bias[c]).
+// y = act((x - mean_g) / sqrt(var_g + eps) * scale[c] + bias[c] + residual), residual
+// (itkit.GroupNorm's optional 4th input) of x's shape, or null for none.
 void GroupNormReference(const GroupNormShape& s, const float* x, const float* scale, const float* bias, float eps,
-                        const Activation& act, float* y);
+                        const Activation& act, float* y, const float* residual = nullptr);
 void GroupNormFast(const GroupNormShape& s, const float* x, const float* scale, const float* bias, float eps,
-                   const Activation& act, float* y, ThreadPool* pool);
+                   const Activation& act, float* y, ThreadPool* pool, const float* residual = nullptr);
 
 // Rows of `row_size` elements normalised independently; scale/bias already expanded
 // to row_size values (bias may be null). mean/inv_std (one per row) may be null.

@@ -7,7 +7,7 @@
 namespace itkit::cpu {
 
 void GroupNormReference(const GroupNormShape& s, const float* x, const float* scale, const float* bias, float eps,
-                        const Activation& act, float* y) {
+                        const Activation& act, float* y, const float* residual) {
   const int64_t cpg = s.channels / s.groups;
   const int64_t len = cpg * s.spatial;  // a group's channels are contiguous
   for (int64_t n = 0; n < s.batch; ++n) {
@@ -26,7 +26,7 @@ void GroupNormReference(const GroupNormShape& s, const float* x, const float* sc
       for (int64_t c = g * cpg; c < (g + 1) * cpg; ++c) {
         const int64_t off = (n * s.channels + c) * s.spatial;
         for (int64_t i = 0; i < s.spatial; ++i) {
-          const double v = (x[off + i] - mean) * inv_std * scale[c] + bias[c];
+          const double v = (x[off + i] - mean) * inv_std * scale[c] + bias[c] + (residual ? residual[off + i] : 0.0f);
           y[off + i] = ApplyActivation(act, static_cast<float>(v));
         }
       }

@@ -128,13 +128,35 @@ Status CudaContext::EnsureStaging() {
   return Status::Ok();
 }
 
+// Page-locked host memory (cudaHostAlloc, e.g. Backend::AllocateHost) can be DMA'd
+// directly; anything else goes through the staging buffers.
+bool IsPinned(const void* host) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, host) != cudaSuccess) {
+    (void)cudaGetLastError();  // not a pointer CUDA knows: not pinned
+    return false;
+  }
+  return attr.type == cudaMemoryTypeHost;
+}
+
+Result<DeviceBuffer> CudaContext::AllocateHost(size_t bytes) {
+  ITKIT_RETURN_IF_ERROR(Activate());
+  void* data = nullptr;
+  if (cudaHostAlloc(&data, bytes ? bytes : 1, cudaHostAllocDefault) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return OutOfMemory("no ", bytes >> 20, " MiB of page-locked host memory");
+  }
+  return DeviceBuffer{std::shared_ptr<void>(data, [](void* p) { cudaFreeHost(p); }), data, bytes};
+}
+
 Status CudaContext::Upload(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return Status::Ok();
   ITKIT_RETURN_IF_ERROR(Activate());
   std::lock_guard<std::mutex> lock(copy_mutex_);
   ITKIT_RETURN_IF_ERROR(EnsureStaging());
-  if (staging_failed_) {
-    // From pageable memory the call returns once the source has been staged by the driver.
+  if (staging_failed_ || IsPinned(src)) {
+    // From pageable memory the call returns once the source has been staged by the
+    // driver; from pinned memory (AllocateHost) the DMA reads it later, in stream order.
     ITKIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
     return Status::Ok();
   }
@@ -156,7 +178,7 @@ Status CudaContext::Download(void* dst, const void* src, size_t bytes) {
   ITKIT_RETURN_IF_ERROR(Activate());
   std::lock_guard<std::mutex> lock(copy_mutex_);
   ITKIT_RETURN_IF_ERROR(EnsureStaging());
-  if (staging_failed_) {
+  if (staging_failed_ || IsPinned(dst)) {
     ITKIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream));
     ITKIT_CUDA_CHECK(cudaStreamSynchronize(stream));
     return Status::Ok();
@@ -229,6 +251,31 @@ const CudaOpEntry* FindEntry(const Node& node) {
   return nullptr;
 }
 
+// A captured CUDA graph of a run of kernel steps, replayed on the backend's stream.
+class CudaGraphRecording final : public StepRecording {
+ public:
+  CudaGraphRecording(std::shared_ptr<CudaContext> ctx, cudaGraph_t graph, cudaGraphExec_t exec)
+      : ctx_(std::move(ctx)), graph_(graph), exec_(exec) {}
+  ~CudaGraphRecording() override {
+    if (!ctx_->Activate().ok()) return;
+    cudaGraphExecDestroy(exec_);
+    cudaGraphDestroy(graph_);
+  }
+  CudaGraphRecording(const CudaGraphRecording&) = delete;
+  CudaGraphRecording& operator=(const CudaGraphRecording&) = delete;
+
+  Status Replay() override {
+    ITKIT_RETURN_IF_ERROR(ctx_->Activate());
+    ITKIT_CUDA_CHECK(cudaGraphLaunch(exec_, ctx_->stream));
+    return Status::Ok();
+  }
+
+ private:
+  std::shared_ptr<CudaContext> ctx_;
+  cudaGraph_t graph_;
+  cudaGraphExec_t exec_;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(std::shared_ptr<CudaContext> ctx) : ctx_(std::move(ctx)) {}
@@ -249,6 +296,14 @@ class CudaBackend final : public Backend {
         if (*count > kMaxCudnnElements) return Reject(reason, "tensor of ", *count, " elements is too large");
       }
     }
+    // Kernels write float outputs in their data input's float type; a mixed signature
+    // (say f16 in, f32 out) would be misread, so it is declined here for every op.
+    const bool casts = sig.node->op_type == "Cast" || sig.node->op_type == "CastLike";
+    if (!casts && !sig.inputs.empty() && IsFloat(sig.inputs[0].dtype)) {
+      for (const ValueDesc& out : sig.outputs)
+        if (IsFloat(out.dtype) && out.dtype != sig.inputs[0].dtype)
+          return Reject(reason, "output ", DTypeName(out.dtype), " differs from input ", DTypeName(sig.inputs[0].dtype));
+    }
     return e->supports(sig, *ctx_, reason);
   }
 
@@ -266,6 +321,12 @@ class CudaBackend final : public Backend {
   }
 
   Result<DeviceBuffer> Allocate(size_t bytes) override { return ctx_->Allocate(bytes); }
+  Result<DeviceBuffer> AllocateHost(size_t bytes) override {
+    auto pinned = ctx_->AllocateHost(bytes);
+    if (pinned.ok()) return pinned;
+    LogWarning("CUDA: ", pinned.status().message(), "; using pageable memory");
+    return Backend::AllocateHost(bytes);
+  }
 
   Status CopyFromHost(const Tensor& host, Tensor& device) override {
     if (host.bytes() != device.bytes())
@@ -284,6 +345,37 @@ class CudaBackend final : public Backend {
   }
 
   Status Synchronize() override { return ctx_->Synchronize(); }
+
+  bool prefers_half_storage() const override { return ctx_->options.fp16 && ctx_->options.half_storage; }
+
+  // CUDA Graphs: the session's kernel steps between two copies are captured from the
+  // backend's stream (thread-local mode: another thread's CUDA calls are not
+  // disturbed) and replayed with one cudaGraphLaunch.
+  bool CanRecord() const override { return ctx_->options.cuda_graphs; }
+
+  Status BeginRecording() override {
+    ITKIT_RETURN_IF_ERROR(ctx_->Activate());
+    ITKIT_CUDA_CHECK(cudaStreamBeginCapture(ctx_->stream, cudaStreamCaptureModeThreadLocal));
+    return Status::Ok();
+  }
+
+  Result<std::unique_ptr<StepRecording>> EndRecording() override {
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(ctx_->stream, &graph);
+    if (ended != cudaSuccess || !graph) {
+      if (graph) cudaGraphDestroy(graph);
+      (void)cudaGetLastError();  // capture errors are not sticky; clear the last-error slot
+      return Unsupported("CUDA graph capture failed: ", cudaGetErrorName(ended));
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    if (made != cudaSuccess) {
+      cudaGraphDestroy(graph);
+      (void)cudaGetLastError();
+      return Unsupported("CUDA graph instantiation failed: ", cudaGetErrorName(made));
+    }
+    return std::unique_ptr<StepRecording>(std::make_unique<CudaGraphRecording>(ctx_, graph, exec));
+  }
 
   const std::shared_ptr<CudaContext>& context() const { return ctx_; }
 

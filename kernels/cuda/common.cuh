@@ -77,7 +77,11 @@ class CudaContext {
   // on another thread than the one that created the backend).
   Status Activate() const;
   Result<DeviceBuffer> Allocate(size_t bytes);
-  // Host -> device on the stream, through pinned staging; `src` may be reused on return.
+  // Page-locked host memory (cudaHostAlloc); OutOfMemory when the system refuses.
+  Result<DeviceBuffer> AllocateHost(size_t bytes);
+  // Host -> device on the stream, through pinned staging; `src` may be reused on
+  // return, unless it is itself page-locked (AllocateHost): then the DMA reads it in
+  // stream order, so it must stay unchanged until the stream has passed the copy.
   Status Upload(void* dst, const void* src, size_t bytes);
   // Device -> host after the stream's earlier work; complete on return.
   Status Download(void* dst, const void* src, size_t bytes);

@@ -2,6 +2,7 @@
 // types, and numpy-broadcast binaries (Add, Sub, Mul, Div, Pow, Max, Min, Sum, Mean of
 // two inputs, PRelu). Broadcast operands are planned on the host (layout_utils.h) so
 // the common cases (same shape, scalar, per-channel) reach the kernel as 1-2 dims.
+// itkit.FusedElementwise (fused_elementwise.cu) is added to this family's table.
 #include <cmath>
 #include <limits>
 
@@ -268,9 +269,13 @@ Result<std::unique_ptr<OpKernel>> CreateBinary(const NodeSignature& sig, const s
 
 }  // namespace
 
+// itkit.FusedElementwise, fused_elementwise.cu: part of this family's table.
+void AppendFusedElementwiseOps(std::vector<CudaOpEntry>& table);
+
 void AppendElementwiseOps(std::vector<CudaOpEntry>& table) {
   for (const UnaryInfo& u : kUnaryOps) table.push_back({"", u.op, UnarySupports, CreateUnary});
   for (const BinaryInfo& b : kBinaryOps) table.push_back({"", b.op, BinarySupports, CreateBinary});
+  AppendFusedElementwiseOps(table);
 }
 
 }  // namespace itkit::cuda

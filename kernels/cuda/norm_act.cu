@@ -1,6 +1,7 @@
 // Normalisations with the following activation fused into the write:
-//   itkit.GroupNorm (+ activation), InstanceNormalization (= GroupNorm with one channel
-//   per group), BatchNormalization (inference: per-channel affine from running stats).
+//   itkit.GroupNorm (+ residual, + activation), InstanceNormalization (= GroupNorm with
+//   one channel per group), BatchNormalization (inference: per-channel affine from
+//   running stats). The residual (ResEnc's skip, X's shape) is read in the normalise pass.
 // Statistics are Welford/Chan merges in f32 whatever the data dtype (f16 inputs too):
 // a parallel partial pass over each group's contiguous elements, a merge per group,
 // then one read-normalise-activate-write pass. nnU-Net's Conv -> InstanceNorm ->
@@ -91,12 +92,14 @@ __global__ void BatchNormStatsKernel(const void* mean, const void* var, bool hal
     stats[c] = NormStats{LoadParam(mean, half, c), rsqrtf(LoadParam(var, half, c) + epsilon)};
 }
 
-// y = act((x - mean) * rstd * gamma[c] + beta[c]) over rows = N*C of S elements. Stats
-// per (n, group) (channels_per_group > 0) or per channel (channels_per_group == 0).
+// y = act((x - mean) * rstd * gamma[c] + beta[c] [+ r]) over rows = N*C of S elements.
+// Stats per (n, group) (channels_per_group > 0) or per channel (channels_per_group == 0).
+// `residual` (x's layout) may be null.
 template <typename T>
-__global__ void NormApplyKernel(const T* __restrict__ x, T* __restrict__ y, int64_t rows, int64_t C, int64_t S,
-                                int64_t channels_per_group, const NormStats* __restrict__ stats,
-                                const void* gamma, const void* beta, bool params_half, Act act, float alpha) {
+__global__ void NormApplyKernel(const T* __restrict__ x, const T* __restrict__ residual, T* __restrict__ y,
+                                int64_t rows, int64_t C, int64_t S, int64_t channels_per_group,
+                                const NormStats* __restrict__ stats, const void* gamma, const void* beta,
+                                bool params_half, Act act, float alpha) {
   for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
     const int64_t n = row / C, c = row % C;
     const int64_t groups_per_sample = channels_per_group > 0 ? C / channels_per_group : 0;
@@ -104,23 +107,27 @@ __global__ void NormApplyKernel(const T* __restrict__ x, T* __restrict__ y, int6
     const float scale = st.rstd * LoadParam(gamma, params_half, c);
     const float shift = LoadParam(beta, params_half, c);
     const T* src = x + row * S;
+    const T* res = residual ? residual + row * S : nullptr;
     T* dst = y + row * S;
     for (int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; s < S;
-         s += static_cast<int64_t>(gridDim.x) * blockDim.x)
-      dst[s] = FromF<T>(ApplyAct((ToF(src[s]) - st.mean) * scale + shift, act, alpha));
+         s += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      const float v = (ToF(src[s]) - st.mean) * scale + shift;
+      dst[s] = FromF<T>(ApplyAct(res ? v + ToF(res[s]) : v, act, alpha));
+    }
   }
 }
 
 template <typename T>
-Status LaunchApply(const CudaContext& ctx, const T* x, T* y, int64_t N, int64_t C, int64_t S, int64_t cpg,
-                   const NormStats* stats, const Tensor* gamma, const Tensor* beta, Act act, float alpha) {
+Status LaunchApply(const CudaContext& ctx, const T* x, const T* residual, T* y, int64_t N, int64_t C, int64_t S,
+                   int64_t cpg, const NormStats* stats, const Tensor* gamma, const Tensor* beta, Act act,
+                   float alpha) {
   const int64_t rows = N * C;
   // Enough blocks per row to fill the GPU even for few, long rows.
   const int64_t want_x = std::max<int64_t>(1, (int64_t{ctx.num_sms} * 8 + rows - 1) / rows);
   const unsigned gx = static_cast<unsigned>(std::min<int64_t>({want_x, (S + kThreads - 1) / kThreads, 4096}));
   const unsigned gy = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
   NormApplyKernel<T><<<dim3(std::max(gx, 1u), gy), kThreads, 0, ctx.stream>>>(
-      x, y, rows, C, S, cpg, stats, gamma->raw(), beta->raw(), gamma->dtype() == DType::kF16, act, alpha);
+      x, residual, y, rows, C, S, cpg, stats, gamma->raw(), beta->raw(), gamma->dtype() == DType::kF16, act, alpha);
   ITKIT_CUDA_CHECK_LAUNCH("NormApplyKernel");
   return Status::Ok();
 }
@@ -141,15 +148,24 @@ bool ParamsOk(const NodeSignature& sig, size_t first, size_t last, std::string* 
 
 // ---- GroupNorm / InstanceNormalization ----------------------------------------------
 
+bool HasResidual(const NodeSignature& sig) {
+  return sig.inputs.size() > 3 && sig.inputs[3].dtype != DType::kUndefined;
+}
+
 bool GroupNormSupports(const NodeSignature& sig, const CudaContext&, std::string* reason) {
-  if (sig.inputs.size() != 3) return Reject(reason, "needs X, scale, bias");
+  const bool instance = sig.node->op_type == "InstanceNormalization";
+  if (sig.inputs.size() != 3 && (instance || sig.inputs.size() != 4))
+    return Reject(reason, "needs X, scale, bias", instance ? "" : " and an optional residual");
   if (!IsF32OrF16(sig.inputs[0].dtype)) return Reject(reason, "dtype ", DTypeName(sig.inputs[0].dtype));
   if (!ParamsOk(sig, 1, 2, reason)) return false;
   if (sig.inputs[0].shape.size() < 2) return Reject(reason, "rank < 2");
+  if (HasResidual(sig)) {
+    if (sig.inputs[3].dtype != sig.inputs[0].dtype) return Reject(reason, "residual dtype differs from X's");
+    if (sig.inputs[3].shape != sig.inputs[0].shape) return Reject(reason, "residual shape differs from X's");
+  }
   float alpha;
   auto act = ParseActivation(*sig.node, &alpha);
   if (!act.ok()) return Reject(reason, act.status().message());
-  const bool instance = sig.node->op_type == "InstanceNormalization";
   const int64_t C = sig.inputs[0].shape[1];
   const int64_t groups = instance ? C : sig.node->attrs.GetInt("num_groups", 0);
   if (groups <= 0 || C % groups != 0) return Reject(reason, "num_groups ", groups, " does not divide ", C);
@@ -170,6 +186,7 @@ Result<std::unique_ptr<OpKernel>> CreateGroupNorm(const NodeSignature& sig, cons
   const size_t partial_bytes = (static_cast<size_t>(groups * parts) * sizeof(Welford) + 255) / 256 * 256;
   const size_t workspace = partial_bytes + static_cast<size_t>(groups) * sizeof(NormStats);
   const DType dtype = sig.inputs[0].dtype;
+  const bool residual = HasResidual(sig);
   auto run = [=, c = ctx.get()](KernelContext& kc) -> Status {
     if (kc.workspace_bytes < workspace) return Internal("GroupNorm workspace too small");
     auto* partials = static_cast<Welford*>(kc.workspace);
@@ -183,8 +200,9 @@ Result<std::unique_ptr<OpKernel>> CreateGroupNorm(const NodeSignature& sig, cons
       FinalizeStatsKernel<<<static_cast<unsigned>(std::min<int64_t>(groups, 65535)), kThreads, 0, c->stream>>>(
           partials, groups, parts, epsilon, stats);
       ITKIT_CUDA_CHECK_LAUNCH("FinalizeStatsKernel");
-      return LaunchApply<T>(*c, in, kc.outputs[0]->data<T>(), N, C, S, cpg, stats, kc.inputs[1], kc.inputs[2], act,
-                            alpha);
+      const T* res = residual ? kc.inputs[3]->data<T>() : nullptr;
+      return LaunchApply<T>(*c, in, res, kc.outputs[0]->data<T>(), N, C, S, cpg, stats, kc.inputs[1], kc.inputs[2],
+                            act, alpha);
     });
   };
   return MakeKernel(ctx, run, workspace);
@@ -216,8 +234,8 @@ Result<std::unique_ptr<OpKernel>> CreateBatchNorm(const NodeSignature& sig, cons
         kc.inputs[3]->raw(), kc.inputs[4]->raw(), kc.inputs[3]->dtype() == DType::kF16, C, epsilon, stats);
     ITKIT_CUDA_CHECK_LAUNCH("BatchNormStatsKernel");
     return DispatchFloat(dtype, [&]<typename T>() -> Status {
-      return LaunchApply<T>(*c, kc.inputs[0]->data<T>(), kc.outputs[0]->data<T>(), N, C, S, 0, stats, kc.inputs[1],
-                            kc.inputs[2], Act::kNone, 0.0f);
+      return LaunchApply<T>(*c, kc.inputs[0]->data<T>(), nullptr, kc.outputs[0]->data<T>(), N, C, S, 0, stats,
+                            kc.inputs[1], kc.inputs[2], Act::kNone, 0.0f);
     });
   };
   return MakeKernel(ctx, run, workspace);

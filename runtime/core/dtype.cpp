@@ -32,6 +32,31 @@ std::string_view DTypeName(DType dtype) {
 
 bool IsFloat(DType dtype) { return dtype == DType::kF32 || dtype == DType::kF16; }
 
+DType DTypeFromOnnxCode(int64_t code) {
+  switch (code) {
+    case 1: return DType::kF32;
+    case 2: return DType::kU8;
+    case 6: return DType::kI32;
+    case 7: return DType::kI64;
+    case 9: return DType::kBool;
+    case 10: return DType::kF16;
+    default: return DType::kUndefined;
+  }
+}
+
+int64_t OnnxCodeOf(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return 1;
+    case DType::kU8: return 2;
+    case DType::kI32: return 6;
+    case DType::kI64: return 7;
+    case DType::kBool: return 9;
+    case DType::kF16: return 10;
+    case DType::kUndefined: break;
+  }
+  return 0;
+}
+
 uint16_t FloatToHalf(float value) {
   uint32_t x;
   std::memcpy(&x, &value, 4);

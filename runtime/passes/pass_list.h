@@ -10,7 +10,9 @@ Status FoldConstants(Graph& graph, bool& changed);          // fold_constants.cp
 Status FoldBatchNormIntoConv(Graph& graph, bool& changed);  // fold_batchnorm_into_conv.cpp
 Status RecognizeGroupNorm(Graph& graph, bool& changed);     // recognize_group_norm.cpp
 Status FuseNormActivation(Graph& graph, bool& changed);     // fuse_norm_activation.cpp
+Status FuseNormResidual(Graph& graph, bool& changed);       // fuse_norm_residual.cpp
 Status FuseConvActivation(Graph& graph, bool& changed);     // fuse_conv_activation.cpp
 Status EliminateDeadNodes(Graph& graph, bool& changed);     // eliminate_dead_nodes.cpp
+Status FuseElementwise(Graph& graph, bool& changed);        // fuse_elementwise.cpp (after the others)
 
 }  // namespace itkit::passes

@@ -1,12 +1,70 @@
 // Runs a Plan: binds arena views, graph inputs and fresh output tensors to values,
-// then runs each step's kernel (or device copy) in order.
+// then runs each step's kernel (or device copy) in order. Runs of kernel steps on a
+// backend that records (CUDA Graphs) run plainly once, are recorded on the second
+// run and replayed from then on.
 #include "itkit/log.h"
 #include "session/plan.h"
 
 namespace itkit {
+namespace {
+
+Status RunKernelStep(PlanStep& step, Plan& plan, std::vector<Tensor>& bound, ThreadPool* pool) {
+  KernelContext ctx;
+  ctx.inputs.reserve(step.inputs.size());
+  for (int id : step.inputs) ctx.inputs.push_back(id < 0 ? nullptr : &bound[static_cast<size_t>(id)]);
+  for (int id : step.outputs) ctx.outputs.push_back(&bound[static_cast<size_t>(id)]);
+  ctx.pool = pool;
+  if (step.workspace_bytes) {
+    ctx.workspace = static_cast<uint8_t*>(plan.arenas[step.backend].data) + step.workspace_offset;
+    ctx.workspace_bytes = step.workspace_bytes;
+  }
+  Status s = step.kernel->Run(ctx);
+  if (!s.ok() && s.message().rfind(step.node->Describe(), 0) != 0) s = s.WithContext(step.node->Describe());
+  return s;
+}
+
+Status RunStepsPlainly(Plan& plan, size_t first, size_t end, std::vector<Tensor>& bound, ThreadPool* pool) {
+  for (size_t i = first; i < end; ++i) ITKIT_RETURN_IF_ERROR(RunKernelStep(plan.steps[i], plan, bound, pool));
+  return Status::Ok();
+}
+
+// Records the segment's steps; false (and the backend out of recording mode) when
+// any step or the recording itself fails, e.g. a kernel that synchronises.
+bool Record(Plan::Segment& seg, Plan& plan, Backend& backend, std::vector<Tensor>& bound, ThreadPool* pool) {
+  Status s = backend.BeginRecording();
+  if (!s.ok()) {
+    LogDebug(backend.name(), ": not recording steps: ", s.message());
+    return false;
+  }
+  Status steps = RunStepsPlainly(plan, seg.first_step, seg.end_step, bound, pool);
+  auto recording = backend.EndRecording();  // always: ends the recording mode
+  if (!steps.ok() || !recording.ok()) {
+    // Once per plan: slower (one launch per kernel), not wrong.
+    LogWarning(backend.name(), ": steps ", seg.first_step, "-", seg.end_step - 1,
+               " could not be recorded, running them one by one: ", (steps.ok() ? recording.status() : steps).message());
+    return false;
+  }
+  seg.recording = std::move(recording).value();
+  return true;
+}
+
+Status RunSegment(Plan::Segment& seg, Plan& plan, Backend& backend, std::vector<Tensor>& bound, ThreadPool* pool,
+                  bool record_steps) {
+  if (seg.recording) return seg.recording->Replay();
+  // The first run is plain: kernels may finish lazy set-up there (host work a
+  // recording must not contain).
+  if (record_steps && seg.recordable && seg.runs > 0) {
+    if (Record(seg, plan, backend, bound, pool)) return seg.recording->Replay();
+    seg.recordable = false;
+  }
+  ++seg.runs;
+  return RunStepsPlainly(plan, seg.first_step, seg.end_step, bound, pool);
+}
+
+}  // namespace
 
 Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& backends, ThreadPool* pool,
-                   const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs) {
+                   const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs, bool record_steps) {
   std::vector<Tensor> bound(plan.values.size());
   for (size_t id = 0; id < plan.values.size(); ++id) {
     const PlanValue& v = plan.values[id];
@@ -23,13 +81,23 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
       }
       case PlanValue::Kind::kIntermediate: {
         if (v.first_step < 0) break;  // never produced (cannot happen for planned values)
-        auto* base = static_cast<uint8_t*>(plan.arenas[v.backend].data);
-        bound[id] = Tensor::View(v.dtype, v.shape, base + v.arena_offset, backends[v.backend]->device());
+        const DeviceBuffer& arena = plan.arenas[v.backend];
+        // Owning the arena: a device output handed to the caller keeps it alive.
+        bound[id] = Tensor::Wrap(v.dtype, v.shape, arena.owner, static_cast<uint8_t*>(arena.data) + v.arena_offset,
+                                 backends[v.backend]->device());
         break;
       }
     }
   }
-  for (PlanStep& step : plan.steps) {
+  size_t next_segment = 0;
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    PlanStep& step = plan.steps[i];
+    if (next_segment < plan.segments.size() && plan.segments[next_segment].first_step == i) {
+      Plan::Segment& seg = plan.segments[next_segment++];
+      ITKIT_RETURN_IF_ERROR(RunSegment(seg, plan, *backends[seg.backend], bound, pool, record_steps));
+      i = seg.end_step - 1;
+      continue;
+    }
     if (!step.node) {  // device copy
       const Tensor& from = bound[static_cast<size_t>(step.inputs[0])];
       Tensor& to = bound[static_cast<size_t>(step.outputs[0])];
@@ -40,20 +108,7 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
                                           std::string(dst.name())));
       continue;
     }
-    KernelContext ctx;
-    ctx.inputs.reserve(step.inputs.size());
-    for (int id : step.inputs) ctx.inputs.push_back(id < 0 ? nullptr : &bound[static_cast<size_t>(id)]);
-    for (int id : step.outputs) ctx.outputs.push_back(&bound[static_cast<size_t>(id)]);
-    ctx.pool = pool;
-    if (step.workspace_bytes) {
-      ctx.workspace = static_cast<uint8_t*>(plan.arenas[step.backend].data) + step.workspace_offset;
-      ctx.workspace_bytes = step.workspace_bytes;
-    }
-    Status s = step.kernel->Run(ctx);
-    if (!s.ok()) {
-      if (s.message().rfind(step.node->Describe(), 0) != 0) s = s.WithContext(step.node->Describe());
-      return s;
-    }
+    ITKIT_RETURN_IF_ERROR(RunKernelStep(step, plan, bound, pool));
   }
   for (const auto& backend : backends) ITKIT_RETURN_IF_ERROR(backend->Synchronize());
 
@@ -62,7 +117,9 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
   for (int id : plan.output_ids) {
     const PlanValue& v = plan.values[static_cast<size_t>(id)];
     Tensor& t = bound[static_cast<size_t>(id)];
-    if (v.kind == PlanValue::Kind::kGraphOutput && !handed_out[static_cast<size_t>(id)]) {
+    if (v.kind == PlanValue::Kind::kIntermediate && backends[v.backend]->device() != DeviceKind::kCpu) {
+      outputs.push_back(t);  // outputs_on_device: the arena's memory, valid until the next run
+    } else if (v.kind == PlanValue::Kind::kGraphOutput && !handed_out[static_cast<size_t>(id)]) {
       outputs.push_back(t);
       handed_out[static_cast<size_t>(id)] = true;
     } else {  // a constant, a graph input, or the same value listed twice: give a copy

@@ -27,10 +27,12 @@ struct PlanValue {
   size_t bytes = 0;
   int first_step = -1, last_step = -1;  // lifetime in steps (intermediates)
   int graph_input_index = -1, graph_output_index = -1;
+  bool half_of_f32 = false;      // f32 by shape inference, stored as f16 (dtype kF16)
 };
 
 struct PlanStep {
-  const Node* node = nullptr;    // nullptr for a device copy
+  const Node* node = nullptr;    // nullptr for a device copy; a Cast the planner added
+                                 // points into Plan::owned_nodes
   size_t backend = 0;
   std::unique_ptr<OpKernel> kernel;
   std::vector<int> inputs;       // value ids, -1 for omitted optional inputs
@@ -49,14 +51,33 @@ class Plan {
   std::vector<size_t> arena_bytes;
   std::deque<Tensor> owned_constants;  // folded at plan time or uploaded to devices
   std::vector<std::unique_ptr<Tensor>> scratch_outputs;  // unused optional outputs
+  std::deque<Node> owned_nodes;  // Casts inserted for f16 storage
   PlanStats stats;
+  // CUDA Graph-style recordings of runs of kernel steps (see Backend::CanRecord).
+  struct Segment {
+    size_t first_step = 0, end_step = 0;  // [first, end) kernel steps on one backend
+    size_t backend = 0;
+    int runs = 0;                          // plain runs so far (recorded after the first)
+    bool recordable = true;                // false after a failed recording
+    std::unique_ptr<StepRecording> recording;
+  };
+  std::vector<Segment> segments;
 };
 
 struct PlanInputs {
   const Graph* graph;
   const std::vector<std::shared_ptr<Backend>>* backends;  // CPU last
   ThreadPool* pool;
+  bool outputs_on_device = false;  // see RunOptions
 };
+
+// Ops whose f32 values may be stored as f16 on a backend that prefers it (precision.cpp).
+bool StoresHalfSafely(const Node& node);
+// Whether such a node may have f32-stored inputs cast to f16 (tensor-core ops); the
+// others take the f16 form only when their inputs are f16 already.
+bool ConvertsInputsToHalf(const Node& node);
+// Whether input `input` of such a node is data (stored f16) rather than parameters.
+bool StoresInputAsHalf(const Node& node, size_t input);
 
 // Small integer graph inputs (shapes, axes, pads fed at run time) are treated as
 // constants while planning, so their consumers fold; their values are part of the
@@ -66,7 +87,8 @@ bool IsShapeValuedInput(const Tensor& t);
 
 Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<const Tensor*>& inputs);
 Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& backends, ThreadPool* pool,
-                   const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs);
+                   const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
+                   bool record_steps = true);
 
 // Greedy best-fit offsets for buffers with lifetimes; returns the arena size.
 struct BufferLifetime {

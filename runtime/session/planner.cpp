@@ -1,5 +1,6 @@
 // Builds a Plan for one set of input shapes; see plan.h.
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <unordered_map>
 
@@ -51,16 +52,148 @@ struct Builder {
   std::unordered_map<std::string, int> id_of;  // value name → id (on its home backend)
   std::map<std::pair<int, size_t>, int> device_copy;  // (value, backend) → id
   size_t cpu;  // index of the CPU backend
+  std::map<std::pair<int, DType>, int> cast_of;  // (value, dtype) → its Cast, same backend
+  std::map<int, int> half_constant;  // f32 constant → its f16 copy, -1 when out of range
 
   int AddValue(PlanValue v) {
     plan.values.push_back(std::move(v));
     return static_cast<int>(plan.values.size()) - 1;
   }
 
+  bool ProducesGraphOutput(const Node& node) const {
+    for (const std::string& out : node.outputs)
+      for (const ValueInfo& g : in.graph->outputs)
+        if (!out.empty() && out == g.name) return true;
+    return false;
+  }
+
+  // What shape inference sees: the value's dtype by the graph (f32 for f16 storage).
   ValueDesc DescOf(int id) const {
     const PlanValue& v = plan.values[static_cast<size_t>(id)];
-    return ValueDesc{v.dtype, v.shape,
+    return ValueDesc{v.half_of_f32 ? DType::kF32 : v.dtype, v.shape,
                      v.kind == PlanValue::Kind::kConstant && v.backend == cpu ? v.constant : nullptr};
+  }
+
+  // `id`'s value converted to `to` by a Cast step on the backend that holds it (on
+  // the CPU if that backend has no such Cast).
+  Result<int> CastOn(int id, DType to) {
+    const auto key = std::make_pair(id, to);
+    if (auto it = cast_of.find(key); it != cast_of.end()) return it->second;
+    const PlanValue from = plan.values[static_cast<size_t>(id)];  // copy: AddValue reallocates
+    Node& cast = plan.owned_nodes.emplace_back();
+    cast.name = from.name + "/as_" + std::string(DTypeName(to));
+    cast.op_type = "Cast";
+    cast.inputs = {from.name};
+    cast.outputs = {cast.name};
+    cast.attrs.SetInt("to", OnnxCodeOf(to));
+    if (to != DType::kF16 && to != DType::kF32) return Internal("storage casts are between f32 and f16");
+    NodeSignature sig;
+    sig.node = &cast;
+    sig.inputs = {ValueDesc{from.dtype, from.shape, nullptr}};
+    sig.outputs = {ValueDesc{to, from.shape, nullptr}};
+    sig.opset = in.graph->onnx_opset();
+    Backend& backend = *(*in.backends)[from.backend];
+    Result<std::unique_ptr<OpKernel>> kernel = Unsupported("no Cast on ", backend.name());
+    if (backend.Supports(sig, nullptr)) kernel = backend.CreateKernel(sig);
+    if (!kernel.ok()) {
+      if (from.backend == cpu) return kernel.status().WithContext("storage cast of '" + from.name + "'");
+      ITKIT_ASSIGN_OR_RETURN(int host, OnBackend(id, cpu));
+      ITKIT_ASSIGN_OR_RETURN(int host_cast, CastOn(host, to));
+      cast_of[key] = host_cast;
+      return host_cast;
+    }
+    PlanStep step;
+    step.node = &cast;
+    step.backend = from.backend;
+    step.kernel = std::move(kernel).value();
+    step.workspace_bytes = step.kernel->workspace_bytes();
+    step.inputs = {id};
+    PlanValue v;
+    v.name = cast.name;
+    v.dtype = to;
+    v.shape = from.shape;
+    v.backend = from.backend;
+    v.half_of_f32 = to == DType::kF16;
+    const int cast_id = AddValue(std::move(v));
+    step.outputs = {cast_id};
+    plan.steps.push_back(std::move(step));
+    cast_of[key] = cast_id;
+    return cast_id;
+  }
+
+  // `id`'s value as `dtype` on `backend`; the cast runs on the device side of a copy.
+  Result<int> Prepare(int id, DType dtype, size_t backend) {
+    const PlanValue& v = plan.values[static_cast<size_t>(id)];
+    if (v.dtype == dtype || dtype == DType::kUndefined) return OnBackend(id, backend);
+    if (v.backend != cpu || backend == cpu) {
+      ITKIT_ASSIGN_OR_RETURN(int cast, CastOn(id, dtype));
+      return OnBackend(cast, backend);
+    }
+    ITKIT_ASSIGN_OR_RETURN(int moved, OnBackend(id, backend));
+    return CastOn(moved, dtype);
+  }
+
+  // An f16 copy of a CPU f32 constant, made once per plan; -1 when a finite value is
+  // beyond f16's range (the node then keeps f32).
+  Result<int> HalfConstant(int id) {
+    if (auto it = half_constant.find(id); it != half_constant.end()) return it->second;
+    const PlanValue from = plan.values[static_cast<size_t>(id)];
+    const Tensor& f32 = *from.constant;
+    ITKIT_ASSIGN_OR_RETURN(Tensor f16, Tensor::Allocate(DType::kF16, f32.shape()));
+    const float* src = f32.data<float>();
+    uint16_t* dst = f16.data<uint16_t>();
+    for (int64_t i = 0; i < f32.size(); ++i) {
+      if (std::isfinite(src[i]) && std::fabs(src[i]) > 65504.0f) return half_constant[id] = -1;
+      dst[i] = FloatToHalf(src[i]);
+    }
+    plan.owned_constants.push_back(std::move(f16));
+    PlanValue v;
+    v.name = from.name + "/f16";
+    v.kind = PlanValue::Kind::kConstant;
+    v.dtype = DType::kF16;
+    v.shape = from.shape;
+    v.backend = cpu;
+    v.constant = &plan.owned_constants.back();
+    v.half_of_f32 = true;
+    return half_constant[id] = AddValue(std::move(v));
+  }
+
+  // The f16-storage form of a node's signature: f32 data inputs and outputs become
+  // f16 (constants converted here). False when a constant does not fit f16.
+  struct HalfForm {
+    NodeSignature sig;
+    std::vector<int> inputs;     // value ids, constants replaced by their f16 copies
+    std::vector<DType> dtypes;   // what each input must be stored as
+  };
+  Result<bool> MakeHalfForm(const NodeSignature& sig, const std::vector<int>& input_ids, HalfForm& out) {
+    out.sig = sig;
+    out.inputs = input_ids;
+    out.dtypes.assign(input_ids.size(), DType::kUndefined);
+    bool any = false;
+    for (size_t i = 0; i < input_ids.size(); ++i) {
+      if (input_ids[i] < 0) continue;
+      out.dtypes[i] = sig.inputs[i].dtype;
+      if (sig.inputs[i].dtype != DType::kF32 || !StoresInputAsHalf(*sig.node, i)) continue;
+      const PlanValue& v = plan.values[static_cast<size_t>(input_ids[i])];
+      if (v.kind == PlanValue::Kind::kConstant && v.backend == cpu && v.constant) {
+        ITKIT_ASSIGN_OR_RETURN(int half, HalfConstant(input_ids[i]));
+        if (half < 0) return false;
+        out.inputs[i] = half;
+        out.sig.inputs[i].constant = plan.values[static_cast<size_t>(half)].constant;
+      } else {
+        if (!v.half_of_f32 && !ConvertsInputsToHalf(*sig.node)) return false;
+        out.sig.inputs[i].constant = nullptr;
+      }
+      out.sig.inputs[i].dtype = DType::kF16;
+      out.dtypes[i] = DType::kF16;
+      any = true;
+    }
+    for (ValueDesc& o : out.sig.outputs) {
+      if (o.dtype != DType::kF32) continue;
+      o.dtype = DType::kF16;
+      any = true;
+    }
+    return any;
   }
 
   // Runs a node whose inputs are all known on the CPU now and keeps its outputs as constants.
@@ -180,44 +313,66 @@ struct Builder {
     if ((all_known || shape_only) && out_elements <= kMaxFoldElements) return Fold(node, sig, input_ids);
 
     // Placement: the first backend that supports the node and compiles a kernel for
-    // it; a device backend's Unsupported falls through to the next, the CPU last.
+    // it; a device backend's Unsupported falls through to the next, the CPU last. A
+    // backend that prefers f16 storage is offered the f16 form first.
     size_t chosen = cpu;
     std::unique_ptr<OpKernel> kernel;
-    for (size_t b = 0; b < in.backends->size(); ++b) {
-      std::string reason;
-      if (!(*in.backends)[b]->Supports(sig, &reason)) {
-        if (b != cpu) LogDebug((*in.backends)[b]->name(), " does not run ", node.Describe(), ": ", reason);
-        continue;
+    NodeSignature chosen_sig;
+    std::vector<int> chosen_inputs = input_ids;
+    std::vector<DType> input_dtypes(input_ids.size(), DType::kUndefined);
+    for (size_t i = 0; i < input_ids.size(); ++i) input_dtypes[i] = sig.inputs[i].dtype;
+    const bool half_candidate = StoresHalfSafely(node) && !ProducesGraphOutput(node);
+    for (size_t b = 0; b < in.backends->size() && !kernel; ++b) {
+      Backend& backend = *(*in.backends)[b];
+      HalfForm half;
+      bool try_half = false;
+      if (half_candidate && backend.prefers_half_storage()) {
+        ITKIT_ASSIGN_OR_RETURN(try_half, MakeHalfForm(sig, input_ids, half));
       }
-      auto created = (*in.backends)[b]->CreateKernel(sig);
-      if (!created.ok()) {
-        if (b == cpu || created.status().code() != StatusCode::kUnsupported) return created.status();
-        LogDebug((*in.backends)[b]->name(), " declined ", node.Describe(), ": ", created.status().message());
-        continue;
+      for (const NodeSignature* candidate : {try_half ? &half.sig : nullptr, &sig}) {
+        if (!candidate) continue;
+        std::string reason;
+        if (!backend.Supports(*candidate, &reason)) {
+          if (b != cpu) LogDebug(backend.name(), " does not run ", node.Describe(), ": ", reason);
+          continue;
+        }
+        auto created = backend.CreateKernel(*candidate);
+        if (!created.ok()) {
+          const bool fatal = candidate == &sig && (b == cpu || created.status().code() != StatusCode::kUnsupported);
+          if (fatal) return created.status();
+          LogDebug(backend.name(), " declined ", node.Describe(), ": ", created.status().message());
+          continue;
+        }
+        kernel = std::move(created).value();
+        chosen = b;
+        chosen_sig = *candidate;
+        if (candidate == &half.sig) {
+          chosen_inputs = half.inputs;
+          input_dtypes = half.dtypes;
+        }
+        break;
       }
-      kernel = std::move(created).value();
-      chosen = b;
-      break;
     }
     if (!kernel) return Unsupported(node.Describe(), ": no backend can run it");
     PlanStep step;
     step.node = &node;
     step.backend = chosen;
     step.kernel = std::move(kernel);
-    for (int id : input_ids) {
-      if (id < 0) {
+    for (size_t i = 0; i < chosen_inputs.size(); ++i) {
+      if (chosen_inputs[i] < 0) {
         step.inputs.push_back(-1);
         continue;
       }
-      ITKIT_ASSIGN_OR_RETURN(int local, OnBackend(id, chosen));
+      ITKIT_ASSIGN_OR_RETURN(int local, Prepare(chosen_inputs[i], input_dtypes[i], chosen));
       step.inputs.push_back(local);
     }
     step.workspace_bytes = step.kernel->workspace_bytes();
     for (size_t o = 0; o < node.outputs.size(); ++o) {
       PlanValue v;
       v.name = node.outputs[o];
-      v.dtype = sig.outputs[o].dtype;
-      v.shape = sig.outputs[o].shape;
+      v.dtype = chosen_sig.outputs[o].dtype;
+      v.half_of_f32 = v.dtype == DType::kF16 && sig.outputs[o].dtype == DType::kF32;
+      v.shape = chosen_sig.outputs[o].shape;
       v.backend = chosen;
       v.bytes = static_cast<size_t>(ElementCount(v.shape)) * DTypeSize(v.dtype);
       const int id = AddValue(std::move(v));
@@ -228,6 +383,32 @@ struct Builder {
     return Status::Ok();
   }
 };
+
+}  // namespace
+
+namespace {
+
+// Maximal runs of consecutive kernel steps on one backend that can record them
+// (copies, which involve host work, end a run).
+void FindRecordableSegments(Plan& plan, const std::vector<std::shared_ptr<Backend>>& backends) {
+  for (size_t s = 0; s < plan.steps.size();) {
+    const size_t backend = plan.steps[s].backend;
+    if (!plan.steps[s].node || !backends[backend]->CanRecord()) {
+      ++s;
+      continue;
+    }
+    size_t end = s + 1;
+    while (end < plan.steps.size() && plan.steps[end].node && plan.steps[end].backend == backend) ++end;
+    if (end - s >= 2) {
+      Plan::Segment seg;
+      seg.first_step = s;
+      seg.end_step = end;
+      seg.backend = backend;
+      plan.segments.push_back(std::move(seg));
+    }
+    s = end;
+  }
+}
 
 }  // namespace
 
@@ -312,15 +493,22 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
   }
   for (const Node& node : graph.nodes) ITKIT_RETURN_IF_ERROR(b.AddNode(node));
 
-  // Graph outputs come back on the host, in fresh tensors owned by the caller.
+  // Graph outputs come back on the host, in fresh tensors owned by the caller, in the
+  // graph's dtypes; with outputs_on_device, those a device produced stay in its arena.
+  std::vector<int> device_outputs;
   for (size_t o = 0; o < graph.outputs.size(); ++o) {
     auto it = b.id_of.find(graph.outputs[o].name);
     if (it == b.id_of.end()) return InvalidArgument("graph output '", graph.outputs[o].name, "' is never produced");
     int id = it->second;
+    if (plan->values[static_cast<size_t>(id)].half_of_f32) {
+      ITKIT_ASSIGN_OR_RETURN(id, b.CastOn(id, DType::kF32));
+    }
     PlanValue& v = plan->values[static_cast<size_t>(id)];
     if (v.kind == PlanValue::Kind::kIntermediate && v.graph_output_index < 0 && v.backend == b.cpu) {
       v.kind = PlanValue::Kind::kGraphOutput;
       v.graph_output_index = static_cast<int>(o);
+    } else if (v.kind == PlanValue::Kind::kIntermediate && v.backend != b.cpu && in.outputs_on_device) {
+      device_outputs.push_back(id);  // stays an arena value, alive to the end of the run
     } else if (v.kind == PlanValue::Kind::kIntermediate && v.backend != b.cpu) {
       ITKIT_ASSIGN_OR_RETURN(int host_id, b.OnBackend(id, b.cpu));
       PlanValue& hv = plan->values[static_cast<size_t>(host_id)];
@@ -346,6 +534,7 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
     for (int id : plan->steps[s].inputs)
       if (id >= 0) plan->values[static_cast<size_t>(id)].last_step = step;
   }
+  for (int id : device_outputs) plan->values[static_cast<size_t>(id)].last_step = static_cast<int>(plan->steps.size());
   const size_t num_backends = in.backends->size();
   plan->arenas.resize(num_backends);
   plan->arena_bytes.assign(num_backends, 0);
@@ -382,6 +571,10 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
   for (const auto& [name, tensor] : graph.initializers) stats.constant_bytes += tensor.bytes();
   for (const Tensor& t : plan->owned_constants) stats.constant_bytes += t.bytes();
   stats.num_steps = plan->steps.size();
+  stats.storage_casts = plan->owned_nodes.size();
+  for (const PlanValue& v : plan->values)
+    if (v.half_of_f32 && v.kind != PlanValue::Kind::kConstant) ++stats.f16_values;
+  FindRecordableSegments(*plan, *in.backends);
   for (const PlanStep& step : plan->steps)
     ++stats.steps_per_backend[std::string((*in.backends)[step.backend]->name())];
   return plan;

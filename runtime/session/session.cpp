@@ -25,7 +25,7 @@ Result<std::unique_ptr<Session>> Session::Create(Model model, SessionOptions opt
   return session;
 }
 
-Result<Plan*> Session::PlanFor(const std::vector<const Tensor*>& inputs) {
+Result<Plan*> Session::PlanFor(const std::vector<const Tensor*>& inputs, const RunOptions& run_options) {
   // Key: every input's shape, plus the values of shape-valued inputs (see plan.h),
   // appended as an extra pseudo-shape.
   std::vector<Shape> key;
@@ -33,26 +33,29 @@ Result<Plan*> Session::PlanFor(const std::vector<const Tensor*>& inputs) {
     key.push_back(t ? t->shape() : Shape{});
     if (t && IsShapeValuedInput(*t)) key.push_back(t->ToInt64Vector());
   }
+  key.push_back({run_options.outputs_on_device ? 1 : 0});
   for (size_t i = 0; i < plans_.size(); ++i) {
     if (plans_[i].first != key) continue;
     if (i != 0) std::rotate(plans_.begin(), plans_.begin() + static_cast<long>(i), plans_.begin() + static_cast<long>(i) + 1);
     return plans_.front().second.get();
   }
-  PlanInputs in{&model_.graph, &backends_, pool_.get()};
+  PlanInputs in{&model_.graph, &backends_, pool_.get(), run_options.outputs_on_device};
   ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<Plan> plan, BuildPlan(in, inputs));
   plans_.insert(plans_.begin(), {std::move(key), std::move(plan)});
   if (plans_.size() > std::max<size_t>(1, options_.max_cached_plans)) plans_.pop_back();
   return plans_.front().second.get();
 }
 
-Result<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inputs) {
+Result<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inputs) { return Run(inputs, RunOptions{}); }
+
+Result<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inputs, const RunOptions& run_options) {
   if (inputs.size() != model_.graph.inputs.size())
     return InvalidArgument("the model has ", model_.graph.inputs.size(), " inputs, ", inputs.size(), " were given");
   std::vector<const Tensor*> ptrs;
   for (const Tensor& t : inputs) ptrs.push_back(&t);
-  ITKIT_ASSIGN_OR_RETURN(Plan * plan, PlanFor(ptrs));
+  ITKIT_ASSIGN_OR_RETURN(Plan * plan, PlanFor(ptrs, run_options));
   std::vector<Tensor> outputs;
-  ITKIT_RETURN_IF_ERROR(ExecutePlan(*plan, backends_, pool_.get(), ptrs, outputs));
+  ITKIT_RETURN_IF_ERROR(ExecutePlan(*plan, backends_, pool_.get(), ptrs, outputs, options_.record_steps));
   return outputs;
 }
 
@@ -84,7 +87,7 @@ Result<PlanStats> Session::StatsFor(const std::vector<Shape>& input_shapes) {
   }
   std::vector<const Tensor*> ptrs;
   for (const Tensor& t : probes) ptrs.push_back(&t);
-  ITKIT_ASSIGN_OR_RETURN(Plan * plan, PlanFor(ptrs));
+  ITKIT_ASSIGN_OR_RETURN(Plan * plan, PlanFor(ptrs, RunOptions{}));
   return plan->stats;
 }
 

@@ -1,8 +1,10 @@
 // Shape rules of the elementwise family: unary maps, numpy-broadcast binary and
-// variadic ops, Where, Clip, Cast/CastLike and Dropout. Rules check the ONNX type
+// variadic ops, Where, Clip, Cast/CastLike, Dropout, and the fused
+// itkit.FusedElementwise (itkit/fused_elementwise.h). Rules check the ONNX type
 // constraints (f16 included: another backend may run it); a backend that cannot run
 // a dtype says so when it creates the kernel.
 
+#include "itkit/fused_elementwise.h"
 #include "shape_infer/shape_rules.h"
 
 namespace itkit::shape_rules {
@@ -92,17 +94,10 @@ Status DropoutRule(ShapeContext& ctx) {
 
 // ONNX TensorProto.DataType codes of the dtypes we compute with.
 Result<DType> DTypeFromOnnx(const ShapeContext& ctx, int64_t code) {
-  switch (code) {
-    case 1: return DType::kF32;
-    case 2: return DType::kU8;
-    case 6: return DType::kI32;
-    case 7: return DType::kI64;
-    case 9: return DType::kBool;
-    case 10: return DType::kF16;
-    default:
-      return Unsupported(ctx.node().Describe(), ": cast to ONNX data type ", code,
-                         " is not supported (supported: float, float16, int64, int32, uint8, bool)");
-  }
+  const DType dtype = DTypeFromOnnxCode(code);
+  if (dtype != DType::kUndefined) return dtype;
+  return Unsupported(ctx.node().Describe(), ": cast to ONNX data type ", code,
+                     " is not supported (supported: float, float16, int64, int32, uint8, bool)");
 }
 
 Status CastRule(ShapeContext& ctx) {
@@ -198,6 +193,28 @@ Status WhereRule(ShapeContext& ctx) {
   return Status::Ok();
 }
 
+// itkit.FusedElementwise: every input of one float dtype, all broadcast together; the
+// output has at least `broadcast_rank` dims (inlined constants of higher rank).
+Status FusedElementwiseRule(ShapeContext& ctx) {
+  auto program = fused::ParseProgram(ctx.node());
+  if (!program.ok()) return program.status();
+  const size_t num_inputs = static_cast<size_t>(program->num_inputs);
+  ITKIT_RETURN_IF_ERROR(ctx.RequireInputs(num_inputs, num_inputs));
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    if (!ctx.has_input(i)) return ctx.Error("input ", i, " is missing");
+    ITKIT_RETURN_IF_ERROR(CheckType(ctx, i, Types::kFloat));
+    ITKIT_RETURN_IF_ERROR(CheckSameType(ctx, 0, i));
+  }
+  Shape out = ctx.input_shape(0);
+  for (size_t i = 1; i < ctx.num_inputs(); ++i) {
+    ITKIT_ASSIGN_OR_RETURN(out, Broadcast(ctx, out, ctx.input_shape(i)));
+  }
+  if (static_cast<int>(out.size()) < program->broadcast_rank)
+    out.insert(out.begin(), static_cast<size_t>(program->broadcast_rank) - out.size(), 1);
+  ctx.SetOutput(0, ctx.input_dtype(0), std::move(out));
+  return Status::Ok();
+}
+
 }  // namespace
 
 void AppendElementwise(std::vector<OpSchema>& table) {
@@ -229,6 +246,7 @@ void AppendElementwise(std::vector<OpSchema>& table) {
   for (const char* op : {"Max", "Min", "Sum"}) table.push_back({"", op, &VariadicRule<Types::kNumeric>});
   table.push_back({"", "Mean", &VariadicRule<Types::kFloat>});
   table.push_back({"", "Where", &WhereRule});
+  table.push_back({kItkitDomain, "FusedElementwise", &FusedElementwiseRule});
 }
 
 }  // namespace itkit::shape_rules

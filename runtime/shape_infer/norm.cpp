@@ -1,9 +1,10 @@
 // Shape rules of the norm family: BatchNormalization, InstanceNormalization,
 // LayerNormalization, and the fused itkit.GroupNorm / itkit.LayerNormAct.
 //
-// itkit.GroupNorm: inputs X [N, C, ...], scale [C], bias [C]; attributes num_groups
+// itkit.GroupNorm: inputs X [N, C, ...], scale [C], bias [C], optional residual R of
+// exactly X's shape and dtype (no broadcasting); attributes num_groups
 // (C % num_groups == 0), epsilon (default 1e-5), activation/alpha as for FusedConv.
-// Y = act((X - mean_g) / sqrt(var_g + eps) * scale[c] + bias[c]) with mean_g/var_g
+// Y = act((X - mean_g) / sqrt(var_g + eps) * scale[c] + bias[c] + R) with mean_g/var_g
 // (biased) over each group's C/num_groups channels and all spatial positions.
 // itkit.LayerNormAct: LayerNormalization's inputs/attributes/outputs plus activation/alpha.
 #include <string>
@@ -64,13 +65,19 @@ Status InferInstanceNorm(ShapeContext& ctx) {
 
 Status InferGroupNorm(ShapeContext& ctx) {
   ITKIT_RETURN_IF_ERROR(CheckActivation(ctx));
-  ITKIT_RETURN_IF_ERROR(ctx.RequireInputs(3, 3));
+  ITKIT_RETURN_IF_ERROR(ctx.RequireInputs(3, 4));
   const DType dt = ctx.input_dtype(0);
   if (!IsFloatType(dt)) return ctx.Error("X must be float, got ", DTypeName(dt));
   const Shape& x = ctx.input_shape(0);
   if (x.size() < 2) return ctx.Error("X must have rank >= 2, got ", ShapeToString(x));
   ITKIT_RETURN_IF_ERROR(CheckChannelVector(ctx, 1, x[1], "scale"));
   ITKIT_RETURN_IF_ERROR(CheckChannelVector(ctx, 2, x[1], "bias"));
+  if (ctx.has_input(3)) {  // the residual: the fusion pass proved its shape equal to X's
+    if (ctx.input_dtype(3) != dt)
+      return ctx.Error("residual dtype ", DTypeName(ctx.input_dtype(3)), " differs from X's ", DTypeName(dt));
+    if (ctx.input_shape(3) != x)
+      return ctx.Error("residual shape ", ShapeToString(ctx.input_shape(3)), " must equal X's ", ShapeToString(x));
+  }
   ITKIT_ASSIGN_OR_RETURN(int64_t groups, ctx.attrs().RequireInt("num_groups"));
   if (groups <= 0 || x[1] % groups != 0)
     return ctx.Error("num_groups ", groups, " must be positive and divide the ", x[1], " channels");

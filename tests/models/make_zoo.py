@@ -137,6 +137,9 @@ CASES = [
     Case("op_groupnorm", "Conv3d + GroupNorm(4 groups, 16 ch): torch emits "
          "Reshape->InstanceNormalization->Reshape->Mul->Add.",
          lambda: zn.OpGroupNorm(), (1, 2, 12, 16, 20), (2, 2, 8, 8, 8), NCDHW, NCDHW),
+    Case("op_resenc", "nnU-Net ResEnc blocks (conv-IN-LReLU-conv-IN + skip -> LReLU; identity, 1x1 conv+IN "
+         "and strided AvgPool skips), SiLU, 1x1 head: the residual and elementwise fusions' targets.",
+         lambda: zn.OpResEnc(), (1, 2, 16, 16, 16), (2, 2, 8, 12, 16), NCDHW, NCDHW),
     Case("op_layernorm_decomposed", "Conv3d + hand-written channels-first LayerNorm "
          "(ReduceMean/Sub/Pow/Add/Sqrt/Div).",
          lambda: zn.OpLayerNormDecomposed(), (1, 2, 16, 16, 16), None),

@@ -307,6 +307,45 @@ class OpBatchNorm(nn.Module):
         return self.bn2(y + F.avg_pool3d(y, 3, stride=1, padding=1))
 
 
+class ResEncBlock(nn.Module):
+    """nnU-Net's residual encoder block (BasicBlockD): conv-IN-LReLU-conv-IN, plus the skip
+    (the input; or AvgPool when strided, then 1x1 conv + IN when the channels change), then
+    LReLU. Exports as InstanceNormalization -> Add(norm, skip) -> LeakyRelu."""
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv3d(cin, cout, 3, stride, 1)
+        self.norm1 = nn.InstanceNorm3d(cout, affine=True)
+        self.conv2 = nn.Conv3d(cout, cout, 3, 1, 1)
+        self.norm2 = nn.InstanceNorm3d(cout, affine=True)
+        skip = []
+        if stride > 1:
+            skip.append(nn.AvgPool3d(stride, stride))
+        if cin != cout:
+            skip += [nn.Conv3d(cin, cout, 1, bias=False), nn.InstanceNorm3d(cout, affine=True)]
+        self.skip = nn.Sequential(*skip)
+
+    def forward(self, x):
+        y = F.leaky_relu(self.norm1(self.conv1(x)), 0.01)
+        return F.leaky_relu(self.norm2(self.conv2(y)) + self.skip(x), 0.01)
+
+
+class OpResEnc(nn.Module):
+    """Stem, ResEnc blocks with an identity skip, a 1x1-conv+IN skip and a strided AvgPool skip,
+    then SiLU (exported as Mul(x, Sigmoid(x))) and a 1x1 head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv3d(2, 8, 3, padding=1), nn.InstanceNorm3d(8, affine=True),
+                                  nn.LeakyReLU(0.01))
+        self.blocks = nn.Sequential(ResEncBlock(8, 8), ResEncBlock(8, 16), ResEncBlock(16, 16, 2),
+                                    ResEncBlock(16, 16))
+        self.head = nn.Conv3d(16, 3, 1)
+
+    def forward(self, x):
+        return self.head(F.silu(self.blocks(self.stem(x))))
+
+
 class Interp(nn.Module):
     """conv -> interpolate -> conv -> interpolate, with the given interpolate kwargs."""
 

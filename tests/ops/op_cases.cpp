@@ -2,10 +2,14 @@
 // implements, random shapes and attributes, random data that is never zero (values
 // of magnitude 0.1-1 with random signs unless an op needs positive inputs), f16
 // variants, and the nnU-Net shapes (32 channels, 3x3x3, stride 2, k2s2 transposed).
+// The fusion passes' ops (GroupNorm with a residual, FusedElementwise) come last, so
+// adding them left the random draws of every earlier case unchanged.
+#include <iterator>
 #include <random>
 #include <sstream>
 
 #include "backend_ops_harness.h"
+#include "itkit/fused_elementwise.h"
 
 namespace itkit::test::ops {
 namespace {
@@ -554,6 +558,180 @@ void AddTensorCases(Maker& m, std::vector<OpCase>& out) {
                      {false, true}));
 }
 
+// ---- fusions: GroupNorm + residual (fuse_norm_residual), FusedElementwise -------------
+
+void AddResidualNormCases(Maker& m, std::vector<OpCase>& out) {
+  struct Spec {
+    Shape x;
+    int64_t groups;  // 0: one channel per group
+    std::string act;
+    float offset;
+    bool half;
+  };
+  std::vector<Spec> specs = {{{2, 32, 12, 12, 12}, 0, "LeakyRelu", 0.0f, false},  // ResEnc block at nnU-Net width
+                             {{2, 32, 12, 12, 12}, 0, "LeakyRelu", 0.0f, true},
+                             {{1, 16, 10, 10, 10}, 4, "", 0.0f, false},
+                             {{2, 8, 9, 11}, 2, "Relu", 100.0f, false},
+                             {{1, 6, 7, 5, 3}, 3, "Sigmoid", 0.0f, true},
+                             {{1, 4, 32, 32, 32}, 0, "Tanh", 0.0f, false}};  // several partials per group
+  for (int i = 0; i < 3; ++i) {
+    const int64_t c = m.Pick<int64_t>({2, 4, 6, 8});
+    Shape x = {m.Int(1, 2), c};
+    for (int64_t a = 0, nd = m.Int(1, 3); a < nd; ++a) x.push_back(m.Int(1, 13));
+    specs.push_back({x, m.Pick<int64_t>({0, 1, 2}), m.Pick<std::string>({"", "Relu", "LeakyRelu", "Sigmoid", "Tanh"}),
+                     0.0f, m.Coin(0.3)});
+  }
+  for (const Spec& sp : specs) {
+    const int64_t C = sp.x[1];
+    const int64_t groups = sp.groups == 0 ? C : sp.groups;
+    Node node = MakeNode("GroupNorm", 4, 1, kItkitDomain);
+    node.attrs.SetFloat("epsilon", 1e-5f);
+    node.attrs.SetInt("num_groups", groups);
+    if (!sp.act.empty()) node.attrs.SetString("activation", sp.act);
+    if (sp.act == "LeakyRelu") node.attrs.SetFloat("alpha", 0.01f);
+    std::vector<Tensor> inputs = {m.Signed(sp.x, 0.1f, 1.0f, sp.offset), m.Signed({C}, 0.5f, 1.5f),
+                                  m.Signed({C}, 0.1f, 0.5f), m.Signed(sp.x, 0.1f, 2.0f)};
+    if (sp.half) {
+      inputs[0] = Half(inputs[0]);
+      inputs[3] = Half(inputs[3]);
+    }
+    std::ostringstream name;
+    name << "GroupNorm+residual" << (sp.half ? " f16" : "") << " x" << Str(sp.x) << " groups " << groups;
+    if (!sp.act.empty()) name << " act=" << sp.act;
+    if (sp.offset != 0.0f) name << " mean " << sp.offset;
+    OpCase oc = Case("norm", name.str(), std::move(node), std::move(inputs), {false, true, true, false});
+    oc.tol = sp.offset != 0.0f ? 1e-4 : 2e-5;
+    out.push_back(std::move(oc));
+  }
+}
+
+struct Ins {
+  fused::OpCode op;
+  int a, b;  // registers; fused::kImmediate reads p
+  float p = 0.0f, q = 0.0f;
+};
+
+Node FusedNode(int num_inputs, const std::vector<Ins>& code, int broadcast_rank = 0) {
+  Node node = MakeNode("FusedElementwise", static_cast<size_t>(num_inputs), 1, kItkitDomain);
+  fused::Program program;
+  program.num_inputs = num_inputs;
+  program.broadcast_rank = broadcast_rank;
+  for (const Ins& in : code) {
+    fused::Instruction ins;
+    ins.op = in.op;
+    ins.dst = num_inputs + static_cast<int>(program.code.size());
+    ins.a = in.a;
+    ins.b = fused::IsBinary(in.op) ? in.b : 0;
+    ins.imm0 = in.p;
+    ins.imm1 = in.q;
+    program.code.push_back(ins);
+  }
+  fused::WriteProgram(program, node);
+  return node;
+}
+
+std::string ProgramName(const std::vector<Ins>& code) {
+  std::string s;
+  for (const Ins& in : code) s += std::string(s.empty() ? "" : ",") + fused::OpCodeName(in.op);
+  return s;
+}
+
+void AddFusedElementwiseCases(Maker& m, std::vector<OpCase>& out) {
+  using Op = fused::OpCode;
+  constexpr int kImm = fused::kImmediate;
+  auto add = [&](const std::string& what, std::vector<Tensor> inputs, const std::vector<Ins>& code, bool half,
+                 int broadcast_rank = 0) {
+    std::string shapes;
+    for (Tensor& t : inputs) {
+      shapes += " " + Str(t.shape());
+      if (half) t = Half(t);
+    }
+    Node node = FusedNode(static_cast<int>(inputs.size()), code, broadcast_rank);
+    const std::string name =
+        "FusedElementwise " + what + (half ? " f16" : "") + shapes + " [" + ProgramName(code) + "]";
+    OpCase c = Case("fused", name, std::move(node), std::move(inputs));
+    c.tol = 1e-5;
+    out.push_back(std::move(c));
+  };
+  // The targets of the pass: GELU as torch exports it, Swish, per-channel scale + bias + act.
+  const std::vector<Ins> gelu = {{Op::kDiv, 0, kImm, 1.41421353816986083984375f}, {Op::kErf, 1, 0},
+                                 {Op::kAdd, 2, kImm, 1.0f}, {Op::kMul, 0, 3}, {Op::kMul, 4, kImm, 0.5f}};
+  const std::vector<Ins> swish = {{Op::kSigmoid, 0, 0}, {Op::kMul, 0, 1}};
+  const std::vector<Ins> affine = {{Op::kMul, 0, 1}, {Op::kAdd, 3, 2}, {Op::kLeakyRelu, 4, 0, 0.1f}};
+  for (bool half : {false, true}) {
+    add("gelu", {m.Signed({2, 16, 8, 8, 8}, 0.1f, 3.0f)}, gelu, half);
+    add("swish", {m.Signed({2, 16, 8, 8, 8}, 0.1f, 3.0f)}, swish, half);
+    add("affine", {m.Signed({2, 8, 6, 6, 6}), m.Signed({1, 8, 1, 1, 1}, 0.5f, 1.5f), m.Signed({8, 1, 1, 1})}, affine,
+        half);
+  }
+  // Both sides broadcast, an immediate of higher rank than the inputs, 8 inputs.
+  add("outer", {m.Signed({3, 1, 5}), m.Signed({4, 1})}, {{Op::kAdd, 0, 1}, {Op::kTanh, 2, 0}, {Op::kMul, 3, 0}},
+      false);
+  add("rank-up", {m.Signed({7})}, {{Op::kMul, 0, kImm, 2.0f}, {Op::kNeg, 1, 0}}, false, 3);
+  {
+    std::vector<Tensor> in;
+    std::vector<Ins> code;
+    for (int k = 0; k < 8; ++k) in.push_back(m.Signed(k % 3 == 0 ? Shape{2, 3, 4, 5} : Shape{3, 1, 5}));
+    code.push_back({Op::kAdd, 0, 1});
+    for (int k = 2; k < 8; ++k) code.push_back({k % 2 ? Op::kSub : Op::kMul, 8 + k - 2, k});
+    add("8 inputs", std::move(in), code, false);
+  }
+  // Every opcode once, on data in its domain (f32: the rounding ops are exact there).
+  const std::vector<std::pair<Op, int>> unary = {  // 0: signed, 1: positive
+      {Op::kRelu, 0},     {Op::kSigmoid, 0},   {Op::kTanh, 0},     {Op::kErf, 0},         {Op::kExp, 0},
+      {Op::kLog, 1},      {Op::kSqrt, 1},      {Op::kAbs, 0},      {Op::kNeg, 0},         {Op::kReciprocal, 0},
+      {Op::kFloor, 0},    {Op::kCeil, 0},      {Op::kRound, 0},    {Op::kSoftplus, 0},    {Op::kSoftsign, 0},
+      {Op::kHardSwish, 0}, {Op::kSin, 0},      {Op::kCos, 0}};
+  for (const auto& [op, domain] : unary) {
+    const Shape s = RandomShape(m, 1, 4);
+    Tensor x = domain == 1 ? m.Positive(s, 0.1f, 3.0f) : m.Signed(s, 0.1f, 3.0f);
+    add("one op", {x}, {{op, 0, 0}, {Op::kAdd, 1, 0}}, false);
+  }
+  add("params", {m.Signed({4, 9}, 0.1f, 3.0f)},
+      {{Op::kLeakyRelu, 0, 0, 0.2f}, {Op::kElu, 0, 0, 0.7f}, {Op::kSelu, 0, 0, 1.6732632f, 1.0507009f},
+       {Op::kHardSigmoid, 0, 0, 0.2f, 0.5f}, {Op::kClip, 0, 0, -0.4f, 0.9f}, {Op::kAdd, 1, 2}, {Op::kAdd, 6, 3},
+       {Op::kAdd, 7, 4}, {Op::kAdd, 8, 5}},
+      false);
+  for (Op op : {Op::kAdd, Op::kSub, Op::kMul, Op::kDiv, Op::kPow, Op::kMax, Op::kMin, Op::kPRelu}) {
+    const Shape a = {2, 3, 4, 5}, b = m.Pick<Shape>({Shape{2, 3, 4, 5}, Shape{3, 1, 5}, Shape{1}});
+    const bool pow = op == Op::kPow;
+    add("binary", {pow ? m.Positive(a, 0.2f, 2.0f) : m.Signed(a), pow ? m.Positive(b, 0.5f, 2.0f) : m.Signed(b)},
+        {{op, 0, 1}, {Op::kTanh, 2, 0}}, false);
+    add("immediate", {pow ? m.Positive(a, 0.2f, 2.0f) : m.Signed(a)}, {{op, kImm, 0, 0.75f}, {op, 1, kImm, 1.5f}},
+        false);
+  }
+  // Random programs over 1-4 broadcasting inputs (ops defined on any finite value).
+  const Op safe_unary[] = {Op::kRelu, Op::kLeakyRelu, Op::kSigmoid, Op::kTanh, Op::kErf, Op::kAbs, Op::kNeg,
+                           Op::kSoftsign, Op::kHardSwish, Op::kSin, Op::kCos, Op::kSoftplus, Op::kElu};
+  const Op safe_binary[] = {Op::kAdd, Op::kSub, Op::kMul, Op::kMax, Op::kMin, Op::kPRelu};
+  for (int i = 0; i < 10; ++i) {
+    const int num_in = static_cast<int>(m.Int(1, 4));
+    const Shape full = {m.Int(1, 3), m.Int(1, 5), m.Int(1, 9), m.Int(1, 9)};
+    std::vector<Tensor> in;
+    for (int k = 0; k < num_in; ++k) {
+      Shape s = full;
+      for (int64_t& d : s)
+        if (k > 0 && m.Coin(0.4)) d = 1;
+      if (k > 0 && m.Coin(0.3)) s.erase(s.begin());
+      in.push_back(m.Signed(s));
+    }
+    std::vector<Ins> code;
+    for (int c = 0, len = static_cast<int>(m.Int(2, fused::kMaxInstructions)); c < len; ++c) {
+      const int regs = num_in + c;
+      const int a = c == 0 ? 0 : regs - 1;  // a chain, with side inputs from any earlier register
+      if (m.Coin(0.5)) {
+        const Op op = safe_unary[m.Int(0, static_cast<int64_t>(std::size(safe_unary)) - 1)];
+        code.push_back({op, a, 0, m.Real(0.05f, 0.5f)});
+      } else {
+        const Op op = safe_binary[m.Int(0, static_cast<int64_t>(std::size(safe_binary)) - 1)];
+        const int b = m.Coin(0.25) ? kImm : static_cast<int>(m.Int(0, regs - 1));
+        code.push_back({op, a, b, m.Real(-1.0f, 1.0f)});
+      }
+    }
+    add("random", std::move(in), code, m.Coin(0.3));
+  }
+}
+
 }  // namespace
 
 std::vector<OpCase> MakeCases(uint32_t seed) {
@@ -568,6 +746,8 @@ std::vector<OpCase> MakeCases(uint32_t seed) {
   AddSoftmaxArgCases(m, cases);
   AddMatMulCases(m, cases);
   AddTensorCases(m, cases);
+  AddResidualNormCases(m, cases);
+  AddFusedElementwiseCases(m, cases);
   return cases;
 }
 

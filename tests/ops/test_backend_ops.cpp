@@ -226,16 +226,19 @@ TEST(CudaSession, UNetBlockMatchesCpu) {
     auto cuda = CreateCudaBackend(o);
     if (!cuda.ok()) GTEST_SKIP() << "CUDA unavailable: " << cuda.status().message();
     std::mt19937 rng(11);
-    const Tensor x = RandomF32({2, 2, 16, 16, 16}, rng);
     auto cpu_session = Session::Create(UNetBlockModel());
     ASSERT_TRUE(cpu_session.ok()) << cpu_session.status().ToString();
     SessionOptions so;
     so.backends.push_back(*cuda);
     auto gpu_session = Session::Create(UNetBlockModel(), so);
     ASSERT_TRUE(gpu_session.ok()) << gpu_session.status().ToString();
-    auto expected = (*cpu_session)->Run(std::vector<Tensor>{x});
-    ASSERT_TRUE(expected.ok()) << expected.status().ToString();
-    for (int run = 0; run < 2; ++run) {  // the second run reuses the plan (and the uploaded weights)
+    // Run 1 plans, run 2 records the GPU steps as a CUDA graph, runs 3-4 replay it:
+    // each with new input data, which a stale recording would not see.
+    Tensor x;
+    for (int run = 0; run < 4; ++run) {
+      x = RandomF32({2, 2, 16, 16, 16}, rng);
+      auto expected = (*cpu_session)->Run(std::vector<Tensor>{x});
+      ASSERT_TRUE(expected.ok()) << expected.status().ToString();
       auto got = (*gpu_session)->Run(std::vector<Tensor>{x});
       ASSERT_TRUE(got.ok()) << got.status().ToString();
       const Tensor& p = (*got)[0];
@@ -248,15 +251,30 @@ TEST(CudaSession, UNetBlockMatchesCpu) {
         d2 += d * d;
         r2 += static_cast<double>(q.data<float>()[i]) * q.data<float>()[i];
       }
-      EXPECT_LE(std::sqrt(d2 / r2), fp16 ? 1e-2 : 1e-4) << (fp16 ? "fp16" : "fp32");
+      EXPECT_LE(std::sqrt(d2 / r2), fp16 ? 1e-2 : 1e-4) << (fp16 ? "fp16" : "fp32") << " run " << run;
       int64_t differ = 0;
       for (int64_t i = 0; i < (*expected)[1].size(); ++i)
         differ += (*got)[1].data<int64_t>()[i] != (*expected)[1].data<int64_t>()[i];
-      EXPECT_LE(static_cast<double>(differ) / static_cast<double>((*expected)[1].size()), fp16 ? 1e-2 : 1e-3);
+      EXPECT_LE(static_cast<double>(differ) / static_cast<double>((*expected)[1].size()), fp16 ? 1e-2 : 1e-3)
+          << " run " << run;
     }
+    // Outputs kept on the GPU hold the same values.
+    RunOptions keep;
+    keep.outputs_on_device = true;
+    auto on_host = (*gpu_session)->Run(std::vector<Tensor>{x});
+    auto on_device = (*gpu_session)->Run(std::vector<Tensor>{x}, keep);
+    ASSERT_TRUE(on_host.ok() && on_device.ok()) << (on_device.ok() ? on_host.status() : on_device.status()).ToString();
+    ASSERT_EQ((*on_device)[0].device(), DeviceKind::kCuda);
+    Tensor back = Tensor::Allocate((*on_device)[0].dtype(), (*on_device)[0].shape()).value();
+    ASSERT_TRUE((*cuda)->CopyToHost((*on_device)[0], back).ok());
+    for (int64_t i = 0; i < back.size(); ++i)
+      ASSERT_EQ(back.data<float>()[i], (*on_host)[0].data<float>()[i]) << "element " << i;
     auto stats = (*gpu_session)->StatsFor({x.shape()});
     ASSERT_TRUE(stats.ok());
     EXPECT_GE(stats->steps_per_backend["cuda"], 8u) << "the block's ops should all run on the GPU";
+    if (fp16) {
+      EXPECT_GT(stats->f16_values, 4u) << "FP16 mode keeps values between GPU kernels in f16";
+    }
   }
 }
 

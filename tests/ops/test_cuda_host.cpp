@@ -1,6 +1,7 @@
 // Host-side checks of the CUDA backend's code that need no GPU: the scalar math the
 // kernels run (kernel_math.h: Resize coordinates against the CPU reference's
-// ComputeAxisTaps, pooling tap counts, Welford merges, activations against the CPU's),
+// ComputeAxisTaps, pooling tap counts, Welford merges, activations against the CPU's;
+// fused_math.h: every FusedElementwise opcode against the CPU kernel),
 // the strided-copy planning (layout_utils) and the algorithm cache file format.
 #include <gtest/gtest.h>
 
@@ -9,11 +10,14 @@
 #include <fstream>
 #include <random>
 
+#include "cpu/cpu_backend.h"
 #include "cpu/fused_activation.h"
 #include "cpu/resize_kernels.h"
+#include "cuda/fused_math.h"
 #include "cuda/kernel_math.h"
 #include "cuda/layout_utils.h"
 #include "cuda/tuning_cache.h"
+#include "itkit/op_table.h"
 #if ITKIT_HAVE_CUDA
 #include "cuda/cublas_api.h"
 #include "cuda/cudnn_api.h"
@@ -155,6 +159,60 @@ TEST(CudaKernelMath, ActivationsMatchCpu) {
     for (float x = -6.0f; x <= 6.0f; x += 0.37f)
       EXPECT_NEAR(ApplyAct(x, gpu, 0.13f), cpu::ApplyActivation(a, x), 1e-6f) << static_cast<int>(gpu) << " at " << x;
   }
+}
+
+// Each opcode of itkit.FusedElementwise as the GPU computes it (FusedOp) against the
+// CPU kernel running a one-instruction program, over values that cover both branches.
+TEST(CudaKernelMath, FusedElementwiseOpsMatchCpu) {
+  using fused::OpCode;
+  std::vector<float> a, b;
+  for (float x = -4.0f; x <= 4.0f; x += 0.173f) {
+    for (float y : {-2.5f, -0.7f, 0.3f, 1.9f}) {
+      a.push_back(x);
+      b.push_back(y);
+    }
+  }
+  const int64_t n = static_cast<int64_t>(a.size());
+  const Tensor ta = Tensor::FromVector(a, {n}).value(), tb = Tensor::FromVector(b, {n}).value();
+  auto backend = CreateCpuBackend();
+  int checked = 0;
+  for (int64_t code = 0; code < 64; ++code) {
+    if (!fused::IsValidOpCode(code)) continue;
+    const OpCode op = static_cast<OpCode>(code);
+    const bool binary = fused::IsBinary(op);
+    const float p = op == OpCode::kClip ? -0.6f : 0.37f, q = op == OpCode::kClip ? 1.3f : 1.2f;
+    Node node;
+    node.domain = kItkitDomain;
+    node.op_type = "FusedElementwise";
+    node.inputs = binary ? std::vector<std::string>{"a", "b"} : std::vector<std::string>{"a"};
+    node.outputs = {"y"};
+    const int64_t first = binary ? 2 : 1;
+    node.attrs.SetInts("program", {code, first, 0, binary ? 1 : 0});
+    node.attrs.SetFloats("immediates", {p, q});
+    NodeSignature sig;
+    sig.node = &node;
+    sig.inputs = {ValueDesc{DType::kF32, {n}, nullptr}};
+    if (binary) sig.inputs.push_back(ValueDesc{DType::kF32, {n}, nullptr});
+    sig.outputs = {ValueDesc{DType::kF32, {n}, nullptr}};
+    auto kernel = backend->CreateKernel(sig);
+    ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
+    Tensor y = Tensor::Allocate(DType::kF32, {n}).value();
+    KernelContext kc;
+    kc.inputs = {&ta};
+    if (binary) kc.inputs.push_back(&tb);
+    kc.outputs = {&y};
+    ASSERT_TRUE((*kernel)->Run(kc).ok());
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = a[static_cast<size_t>(i)], z = b[static_cast<size_t>(i)];
+      if ((op == OpCode::kLog || op == OpCode::kSqrt) && x <= 0.0f) continue;  // NaN / -inf on both
+      if (op == OpCode::kPow && x < 0.0f) continue;
+      const float cpu = y.data<float>()[i], gpu = FusedOp(op, x, z, p, q);
+      EXPECT_NEAR(gpu, cpu, 2e-6f * std::max(1.0f, std::fabs(cpu)))
+          << fused::OpCodeName(op) << " at " << x << ", " << z;
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 31);
 }
 
 // ---- strided planning ---------------------------------------------------------------

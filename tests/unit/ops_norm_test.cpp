@@ -57,6 +57,26 @@ TEST(GroupNorm, HandDerivedWithLeakyRelu) {
   }
 }
 
+TEST(GroupNorm, HandDerivedWithResidual) {
+  // The case above plus a residual before the activation: pre-activation values
+  // {-1, 1, -2, 2, -3, -3, 4.5, 4.5} + r = {-0.5, -1, 1, 3, -2, 1, -0.5, 4.5}.
+  Node node = test::MakeNode("GroupNorm", {"x", "s", "b", "r"}, {"y"}, kItkitDomain);
+  node.attrs.SetInt("num_groups", 2);
+  node.attrs.SetFloat("epsilon", 0.0f);
+  node.attrs.SetString("activation", "LeakyRelu");
+  node.attrs.SetFloat("alpha", 0.1f);
+  const std::vector<Tensor> in = {F32({0, 4, 0, 4, 1, 1, 3, 3}, {1, 4, 2}), F32({1, 2, 3, 4}, {4}),
+                                  F32({0, 0, 0, 0.5f}, {4}), F32({0.5f, -2, 3, 1, 1, 4, -5, 0}, {1, 4, 2})};
+  for (NormImpl impl : {NormImpl::kReference, NormImpl::kAuto}) {
+    auto y = test::RunNodeWith(node, in, Maker(impl));
+    ASSERT_TRUE(y.ok()) << y.status().ToString();
+    test::ExpectValues((*y)[0], {-0.05f, -0.1f, 1, 3, -0.2f, 1, -0.05f, 4.5f}, 1e-5f);
+  }
+  // The residual must have X's shape exactly: no broadcasting.
+  auto bad = test::RunNode(node, {in[0], in[1], in[2], F32({1, 2, 3, 4}, {1, 4, 1})});
+  EXPECT_FALSE(bad.ok());
+}
+
 TEST(GroupNorm, FastMatchesReference) {
   struct Case {
     Shape x;
@@ -80,6 +100,18 @@ TEST(GroupNorm, FastMatchesReference) {
     node.attrs.SetFloat("alpha", 0.01f);
     ExpectFastMatchesReference(node, {RandomTensor(c.x, ++seed, c.offset - 2, c.offset + 2),
                                       RandomTensor({c.x[1]}, ++seed, 0.5f, 1.5f), RandomTensor({c.x[1]}, ++seed)},
+                               5e-5f);
+  }
+  // With a residual (lengths around the vector width, a LeakyRelu and a transcendental).
+  for (const Case& c : {Case{{2, 8, 5, 7, 9}, 4, "LeakyRelu", 0.0f}, Case{{1, 6, 4099}, 3, "Sigmoid", 10.0f},
+                        Case{{1, 4, 1}, 4, "", 0.0f}}) {
+    SCOPED_TRACE("residual " + ShapeToString(c.x));
+    Node node = test::MakeNode("GroupNorm", {"x", "s", "b", "r"}, {"y"}, kItkitDomain);
+    node.attrs.SetInt("num_groups", c.groups);
+    node.attrs.SetString("activation", c.act);
+    ExpectFastMatchesReference(node, {RandomTensor(c.x, ++seed, c.offset - 2, c.offset + 2),
+                                      RandomTensor({c.x[1]}, ++seed, 0.5f, 1.5f), RandomTensor({c.x[1]}, ++seed),
+                                      RandomTensor(c.x, ++seed, -3, 3)},
                                5e-5f);
   }
   // InstanceNormalization runs the same kernel with one channel per group.

@@ -2,9 +2,10 @@
 // and test_data_set_*/input_N.pb, output_N.pb (serialized TensorProtos) — through
 // the importer and a Session, and compares outputs like numpy.allclose.
 //
-//   itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR]
+//   itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR] [--repeat N]
 //                          [--exclude-file FILE] [--list-unsupported]
-//                          [--device cpu|cuda] [--fp16] [--tf32] DIR...
+//                          [--device cpu|cpu-f16|cuda] [--fp16] [--tf32]
+//                          [--l2 E [--argmax-agreement P [--argmax-tie-margin M]]] DIR...
 //   itkit_onnx_test_runner --list-ops      (the runtime's op table, "domain op" lines)
 //
 // Each DIR is a case folder or a folder of case folders. One line per case:
@@ -38,11 +39,25 @@ namespace {
 
 struct Options {
   double rtol = 1e-3, atol = 1e-7;  // onnx.backend.test defaults
+  // --l2 E: float outputs pass when ||actual - expected|| / ||expected|| <= E (the
+  // CUDA issue's criterion for FP16/FP32 model runs) instead of allclose;
+  // --argmax-agreement P: and, for (N, C, ...) outputs, the class argmax over C agrees
+  // at a fraction >= P of the positions of all cases run together (the issue's "the
+  // whole model zoo"; per case it is printed: small cases have a few hundred positions,
+  // where one flip is 0.3 %). Integer outputs count as labels.
+  // --argmax-tie-margin M: positions where the reference's top two classes differ by
+  // less than M relative are ties at the precision under test (f16: 2^-10) and are
+  // counted apart, not judged.
+  double l2 = -1.0, argmax_agreement = -1.0, tie_margin = 0.0;
+  // --repeat N: run (and check) every data set N times: a device records its steps
+  // on the second run of a plan (CUDA graphs) and replays them from the third.
+  int repeat = 1;
   int threads = 0;
   std::string filter;
   std::set<std::string> excluded;
   bool list_unsupported = false;
-  // --device cuda: nodes the CUDA backend supports run there, the rest on the CPU.
+  // --device cuda: nodes the CUDA backend supports run there, the rest on the CPU;
+  // --device cpu-f16: the CPU with f16 storage (CreateHalfStorageCpuBackend).
   std::shared_ptr<Backend> device;
 };
 
@@ -53,6 +68,7 @@ struct CaseResult {
   double max_abs = 0.0, max_rel = 0.0;
   bool compared = false;
   std::string message;
+  int64_t agree = 0, judged = 0, ties = 0;  // --argmax-agreement counts, over all data sets
 };
 
 CaseResult FromStatus(const Status& s, const std::string& what) {
@@ -96,6 +112,59 @@ std::string Compare(const Tensor& actual, const Tensor& expected, const Options&
                 first_bad, ": got ", actual.GetAsDouble(first_bad), ", expected ", expected.GetAsDouble(first_bad));
 }
 
+// The normalised L2 error (and argmax agreement over axis 1) of --l2.
+std::string CompareNormalized(const Tensor& actual, const Tensor& expected, const Options& opt, CaseResult& r) {
+  if (actual.dtype() != expected.dtype())
+    return StrCat("dtype ", DTypeName(actual.dtype()), ", expected ", DTypeName(expected.dtype()));
+  if (actual.shape() != expected.shape())
+    return StrCat("shape ", ShapeToString(actual.shape()), ", expected ", ShapeToString(expected.shape()));
+  if (!IsFloatType(expected.dtype())) {
+    if (opt.argmax_agreement < 0.0) return Compare(actual, expected, opt, r);
+    // Integer outputs under --argmax-agreement are labels: judged by agreement.
+    for (int64_t i = 0; i < expected.size(); ++i) r.agree += actual.GetAsInt64(i) == expected.GetAsInt64(i);
+    r.judged += expected.size();
+    return "";
+  }
+  double num = 0.0, den = 0.0;
+  for (int64_t i = 0; i < expected.size(); ++i) {
+    const double a = actual.GetAsDouble(i), b = expected.GetAsDouble(i);
+    if (!std::isfinite(a) && std::isfinite(b)) return StrCat("non-finite value ", a, " at index ", i);
+    num += (a - b) * (a - b);
+    den += b * b;
+    r.max_abs = std::max(r.max_abs, std::fabs(a - b));
+  }
+  const double error = den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+  r.max_rel = error;  // reported as max_rel= in the case line
+  if (error > opt.l2) return StrCat("normalised L2 error ", error, " > ", opt.l2);
+  if (opt.argmax_agreement < 0.0 || expected.rank() < 3) return "";
+  const int64_t classes = expected.dim(1), inner = expected.size() / std::max<int64_t>(1, expected.dim(0) * classes);
+  int64_t agree = 0, judged = 0, ties = 0;
+  for (int64_t n = 0; n < expected.dim(0); ++n) {
+    for (int64_t v = 0; v < inner; ++v) {
+      auto at = [&](const Tensor& t, int64_t c) { return t.GetAsDouble((n * classes + c) * inner + v); };
+      int64_t best_a = 0, best_b = 0;
+      for (int64_t c = 1; c < classes; ++c) {
+        if (at(actual, c) > at(actual, best_a)) best_a = c;
+        if (at(expected, c) > at(expected, best_b)) best_b = c;
+      }
+      double second = -INFINITY;
+      for (int64_t c = 0; c < classes; ++c)
+        if (c != best_b) second = std::max(second, at(expected, c));
+      const double top = at(expected, best_b);
+      if (classes > 1 && top - second < opt.tie_margin * std::fabs(top)) {
+        ++ties;
+        continue;
+      }
+      ++judged;
+      agree += best_a == best_b;
+    }
+  }
+  r.agree += agree;
+  r.judged += judged;
+  r.ties += ties;
+  return "";
+}
+
 // input_0.pb, input_1.pb, ... until the first missing index.
 Result<std::vector<OnnxTensor>> LoadNumbered(const fs::path& dir, const char* prefix) {
   std::vector<OnnxTensor> out;
@@ -133,30 +202,33 @@ CaseResult RunDataSet(Session& session, const fs::path& set, const Options& opt,
   // By name when every file names a graph input (the usual case), else by position.
   bool by_name = true;
   for (const OnnxTensor& t : *inputs) by_name = by_name && session.model().graph.FindInput(t.name) != nullptr;
-  Result<std::vector<Tensor>> outputs = Status(StatusCode::kInternal, "not run");
-  if (by_name) {
-    std::vector<NamedTensor> named;
-    for (OnnxTensor& t : *inputs) named.push_back(NamedTensor{t.name, t.tensor});
-    outputs = session.Run(named);
-  } else {
-    std::vector<Tensor> positional;
-    for (OnnxTensor& t : *inputs) positional.push_back(t.tensor);
-    outputs = session.Run(positional);
-  }
-  if (!outputs.ok()) return FromStatus(outputs.status(), "run");
-  if (outputs->size() != expected->size()) {
-    r.outcome = Outcome::kFail;
-    r.message = StrCat("the model produced ", outputs->size(), " outputs; ", set.filename().string(), " expects ",
-                       expected->size());
-    return r;
-  }
-  r.compared = true;
-  for (size_t i = 0; i < outputs->size(); ++i) {
-    std::string diff = Compare((*outputs)[i], (*expected)[i].tensor, opt, r);
-    if (!diff.empty() && r.outcome != Outcome::kFail) {
+  for (int run = 0; run < std::max(1, opt.repeat) && r.outcome != Outcome::kFail; ++run) {
+    const std::string which = opt.repeat > 1 ? StrCat(set.filename().string(), " run ", run + 1) : set.filename().string();
+    Result<std::vector<Tensor>> outputs = Status(StatusCode::kInternal, "not run");
+    if (by_name) {
+      std::vector<NamedTensor> named;
+      for (OnnxTensor& t : *inputs) named.push_back(NamedTensor{t.name, t.tensor});
+      outputs = session.Run(named);
+    } else {
+      std::vector<Tensor> positional;
+      for (OnnxTensor& t : *inputs) positional.push_back(t.tensor);
+      outputs = session.Run(positional);
+    }
+    if (!outputs.ok()) return FromStatus(outputs.status(), which + ": run");
+    if (outputs->size() != expected->size()) {
       r.outcome = Outcome::kFail;
-      const std::string name = i < session.outputs().size() ? session.outputs()[i].name : "?";
-      r.message = StrCat(set.filename().string(), " output ", i, " '", name, "': ", diff);
+      r.message = StrCat("the model produced ", outputs->size(), " outputs; ", which, " expects ", expected->size());
+      return r;
+    }
+    r.compared = true;
+    for (size_t i = 0; i < outputs->size(); ++i) {
+      std::string diff = opt.l2 >= 0.0 ? CompareNormalized((*outputs)[i], (*expected)[i].tensor, opt, r)
+                                       : Compare((*outputs)[i], (*expected)[i].tensor, opt, r);
+      if (!diff.empty() && r.outcome != Outcome::kFail) {
+        r.outcome = Outcome::kFail;
+        const std::string name = i < session.outputs().size() ? session.outputs()[i].name : "?";
+        r.message = StrCat(which, " output ", i, " '", name, "': ", diff);
+      }
     }
   }
   return r;
@@ -209,16 +281,24 @@ std::string OneLine(std::string s) {
 int Usage(const char* msg) {
   if (msg) std::fprintf(stderr, "itkit_onnx_test_runner: %s\n", msg);
   std::fprintf(stderr,
-               "usage: itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR]\n"
+               "usage: itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR] [--repeat N]\n"
                "                              [--exclude-file FILE] [--list-unsupported]\n"
-               "                              [--device cpu|cuda] [--fp16] [--tf32] DIR...\n"
+               "                              [--device cpu|cpu-f16|cuda] [--fp16] [--tf32]\n"
+               "                              [--l2 E [--argmax-agreement P [--argmax-tie-margin M]]] DIR...\n"
                "       itkit_onnx_test_runner --list-ops\n"
                "  DIR: an ONNX test case (model.onnx + test_data_set_*) or a folder of them\n"
                "  --exclude-file: case names to skip, one per line ('#' comments)\n"
                "  --list-unsupported: at the end, group the unsupported cases by reason\n"
                "  --list-ops: print the runtime's op table (domain, op type) and exit\n"
                "  --device cuda: run on the GPU (unsupported nodes fall back to the CPU);\n"
-               "    --fp16 / --tf32 select its precision (compare with a looser --rtol)\n");
+               "    --fp16 / --tf32 select its precision (compare with a looser --rtol)\n"
+               "  --device cpu-f16: the CPU with f16 storage between kernels, as CUDA --fp16 stores\n"
+               "  --repeat N: run and check every data set N times (recorded/replayed device steps)\n"
+               "  --l2 E: float outputs pass when ||got - expected|| / ||expected|| <= E (not allclose)\n"
+               "  --argmax-agreement P: with --l2, argmax over C of (N, C, ...) outputs (and integer\n"
+               "    outputs, as labels) must agree at a fraction >= P of all cases' positions\n"
+               "  --argmax-tie-margin M: positions whose expected top-2 classes differ by less than\n"
+               "    M relative are ties at that precision: counted, not judged (default 0)\n");
   return 2;
 }
 
@@ -239,16 +319,26 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    if (arg == "--rtol" || arg == "--atol") {
+    if (arg == "--rtol" || arg == "--atol" || arg == "--l2" || arg == "--argmax-agreement" ||
+        arg == "--argmax-tie-margin") {
       const char* v = value();
       if (!v) return Usage("missing value");
       auto num = ParseNumber(v);
       if (!num.ok()) return Usage(num.status().message().c_str());
-      (arg == "--rtol" ? opt.rtol : opt.atol) = *num;
+      if (arg == "--rtol") opt.rtol = *num;
+      if (arg == "--atol") opt.atol = *num;
+      if (arg == "--l2") opt.l2 = *num;
+      if (arg == "--argmax-agreement") opt.argmax_agreement = *num;
+      if (arg == "--argmax-tie-margin") opt.tie_margin = *num;
     } else if (arg == "--threads") {
       const char* v = value();
       if (!v) return Usage("missing value");
       opt.threads = std::atoi(v);
+    } else if (arg == "--repeat") {
+      const char* v = value();
+      if (!v) return Usage("missing value");
+      opt.repeat = std::atoi(v);
+      if (opt.repeat < 1 || opt.repeat > 100) return Usage("--repeat takes 1 to 100");
     } else if (arg == "--filter") {
       const char* v = value();
       if (!v) return Usage("missing value");
@@ -288,6 +378,7 @@ int main(int argc, char** argv) {
     }
   }
   if (dirs.empty()) return Usage("no test directories given");
+  if (opt.argmax_agreement >= 0.0 && opt.l2 < 0.0) return Usage("--argmax-agreement needs --l2");
   if (device == "cuda") {
     auto backend = CreateCudaBackend(cuda);
     if (!backend.ok()) {
@@ -295,9 +386,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     opt.device = *backend;
+  } else if (device == "cpu-f16") {
+    opt.device = CreateHalfStorageCpuBackend();
   } else if (device != "cpu") {
-    return Usage(StrCat("--device must be cpu or cuda, got '", device, "'").c_str());
-  } else if (cuda.fp16 || cuda.allow_tf32) {
+    return Usage(StrCat("--device must be cpu, cpu-f16 or cuda, got '", device, "'").c_str());
+  }
+  if (device != "cuda" && (cuda.fp16 || cuda.allow_tf32)) {
     return Usage("--fp16 and --tf32 need --device cuda");
   }
   std::vector<fs::path> cases;
@@ -306,6 +400,7 @@ int main(int argc, char** argv) {
   if (!dirs_ok) return 2;
 
   int passed = 0, failed = 0, skipped = 0;
+  int64_t total_agree = 0, total_judged = 0;
   std::map<std::string, std::vector<std::string>> unsupported_by_reason;
   for (const fs::path& dir : cases) {
     const std::string name = dir.filename().string();
@@ -326,6 +421,11 @@ int main(int argc, char** argv) {
                       : r.outcome == Outcome::kUnsupported ? "UNSUPPORTED" : "SKIP";
     std::string line = StrCat(label, " ", name);
     if (r.compared) line += StrCat(" max_abs=", r.max_abs, " max_rel=", r.max_rel);
+    if (r.judged > 0) {
+      line += StrCat(" argmax agrees at ", r.agree, " of ", r.judged, r.ties ? StrCat(" (", r.ties, " ties apart)") : "");
+      total_agree += r.agree;
+      total_judged += r.judged;
+    }
     if (!r.message.empty()) line += " " + OneLine(r.message);
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
@@ -349,6 +449,14 @@ int main(int argc, char** argv) {
       std::printf("  %zu x %s  [%s]\n", names.size(), reason.c_str(), examples.c_str());
     }
   }
+  bool agreement_ok = true;
+  if (opt.argmax_agreement >= 0.0 && total_judged > 0) {
+    const double fraction = static_cast<double>(total_agree) / static_cast<double>(total_judged);
+    agreement_ok = fraction >= opt.argmax_agreement;
+    std::printf("argmax agreement over all cases: %lld of %lld (%.4f %%), needs %.2f %%: %s\n",
+                static_cast<long long>(total_agree), static_cast<long long>(total_judged), fraction * 100.0,
+                opt.argmax_agreement * 100.0, agreement_ok ? "ok" : "FAILED");
+  }
   std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-  return failed > 0 ? 1 : 0;
+  return failed > 0 || !agreement_ok ? 1 : 0;
 }

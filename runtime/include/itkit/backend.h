@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -44,6 +45,13 @@ class OpKernel {
   virtual size_t workspace_bytes() const { return 0; }
 };
 
+// Steps recorded by Backend::BeginRecording/EndRecording, replayed as one unit.
+class StepRecording {
+ public:
+  virtual ~StepRecording() = default;
+  virtual Status Replay() = 0;
+};
+
 // Device memory owned by a backend.
 struct DeviceBuffer {
   std::shared_ptr<void> owner;
@@ -63,10 +71,37 @@ class Backend {
   virtual Result<std::unique_ptr<OpKernel>> CreateKernel(const NodeSignature& sig) = 0;
 
   virtual Result<DeviceBuffer> Allocate(size_t bytes) = 0;
+  // Host memory that copies to and from this backend are fastest with (page-locked for
+  // CUDA: the DMA reads it directly, no staging). A copy from it may still be in flight
+  // when CopyFromHost returns: keep it unchanged until Synchronize() (a session run
+  // synchronises before returning). Default: ordinary host memory.
+  virtual Result<DeviceBuffer> AllocateHost(size_t bytes) {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    void* data = std::aligned_alloc(64, rounded ? rounded : 64);
+    if (!data) return OutOfMemory("host buffer of ", bytes, " bytes");
+    return DeviceBuffer{std::shared_ptr<void>(data, [](void* p) { std::free(p); }), data, bytes};
+  }
   // Host <-> device copies of whole tensors with equal dtype and size.
   virtual Status CopyFromHost(const Tensor& host, Tensor& device) = 0;
   virtual Status CopyToHost(const Tensor& device, Tensor& host) = 0;
   virtual Status Synchronize() { return Status::Ok(); }
+
+  // Storage precision. A backend answering true gets the f32 values of the nodes it
+  // runs stored as f16 where the op tolerates f16 storage (runtime/session/
+  // precision.cpp); its kernels then see f16 signatures and compute in f32. The
+  // planner inserts the Casts at the edges (CPU nodes, graph outputs).
+  virtual bool prefers_half_storage() const { return false; }
+
+  // Recording (CUDA Graphs): a run of consecutive kernel steps on this backend is
+  // recorded once and replayed as one launch on later runs. Kernels must then issue
+  // only device work on the backend's stream, from addresses fixed per plan. A
+  // failed recording is not an error: the session runs those steps one by one again.
+  virtual bool CanRecord() const { return false; }
+  virtual Status BeginRecording() { return Unsupported(name(), " cannot record steps"); }
+  // Ends the recording (also after a failed step) and returns what was recorded.
+  virtual Result<std::unique_ptr<StepRecording>> EndRecording() {
+    return Unsupported(name(), " cannot record steps");
+  }
 };
 
 }  // namespace itkit

@@ -41,9 +41,22 @@ struct CudaBackendOptions {
   bool autotune = true;
   // Largest cuDNN workspace one convolution may use (it lives in the plan's arena).
   size_t max_workspace_bytes = size_t{1} << 30;
+  // With fp16: values produced and consumed on the GPU are stored as f16 between
+  // kernels (Backend::prefers_half_storage); false = f32 between kernels, f16 only
+  // inside convolutions.
+  bool half_storage = true;
+  // Record runs of kernel steps as CUDA Graphs on a plan's second run and replay
+  // them (one launch instead of one per kernel); see Backend::CanRecord.
+  bool cuda_graphs = true;
 };
 
 // Unavailable (with the reason) when there is no CUDA build, driver or device.
 Result<std::shared_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options);
+
+// The CPU with f16 storage between its kernels (Backend::prefers_half_storage) and
+// f32 math: the numerics of the CUDA backend's FP16 storage, on any machine. For
+// tests (`itkit_onnx_test_runner --device cpu-f16`) and for checking a model's FP16
+// accuracy without a GPU; slower than the plain CPU (every f16 kernel converts).
+std::shared_ptr<Backend> CreateHalfStorageCpuBackend();
 
 }  // namespace itkit

@@ -13,6 +13,10 @@ enum class DType : uint8_t { kUndefined = 0, kF32, kF16, kI64, kI32, kU8, kBool 
 size_t DTypeSize(DType dtype);
 std::string_view DTypeName(DType dtype);
 bool IsFloat(DType dtype);
+// ONNX TensorProto.DataType codes (Cast's `to`, tensor protos) of the dtypes above;
+// kUndefined for any other code, 0 for kUndefined. The one copy of this mapping.
+DType DTypeFromOnnxCode(int64_t code);
+int64_t OnnxCodeOf(DType dtype);
 
 // IEEE binary16 <-> binary32, round-to-nearest-even; portable (no _Float16 needed).
 uint16_t FloatToHalf(float value);

@@ -22,6 +22,17 @@ struct SessionOptions {
   // Backends tried in order before the CPU fallback (which is always present).
   std::vector<std::shared_ptr<Backend>> backends;
   size_t max_cached_plans = 8;          // distinct input shapes kept planned
+  // Record runs of kernel steps on backends that can (CUDA Graphs) on the second run
+  // of a plan and replay them afterwards; see Backend::CanRecord.
+  bool record_steps = true;
+};
+
+struct RunOptions {
+  // Graph outputs that a device backend produced stay in its memory (their
+  // Tensor::device() is not kCpu) instead of being copied to the host. They are
+  // valid until the next Run of this session, which overwrites them; outputs made on
+  // the CPU are returned as usual.
+  bool outputs_on_device = false;
 };
 
 struct NamedTensor {
@@ -34,6 +45,8 @@ struct PlanStats {
   size_t naive_bytes = 0;        // what one buffer per value would have taken
   size_t constant_bytes = 0;     // weights and folded constants
   size_t num_steps = 0;
+  size_t f16_values = 0;         // f32 values stored as f16 (Backend::prefers_half_storage)
+  size_t storage_casts = 0;      // Casts the planner inserted at f16/f32 boundaries
   std::map<std::string, size_t> steps_per_backend;
 };
 
@@ -49,6 +62,7 @@ class Session {
   Result<std::vector<Tensor>> Run(const std::vector<NamedTensor>& inputs);
   // Same, inputs in declaration order.
   Result<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs);
+  Result<std::vector<Tensor>> Run(const std::vector<Tensor>& inputs, const RunOptions& run_options);
 
   const Model& model() const { return model_; }
   const std::vector<ValueInfo>& inputs() const { return model_.graph.inputs; }
@@ -59,7 +73,7 @@ class Session {
 
  private:
   Session() = default;
-  Result<Plan*> PlanFor(const std::vector<const Tensor*>& inputs);
+  Result<Plan*> PlanFor(const std::vector<const Tensor*>& inputs, const RunOptions& run_options);
 
   Model model_;
   SessionOptions options_;

@@ -1,0 +1,269 @@
+// The session's device-facing features, without a GPU: f16 storage between kernels
+// (on the CPU's f16-storage backend), recorded step runs (CUDA Graphs' contract, on a
+// fake device whose "recording" defers kernels like stream capture does), and graph
+// outputs left on the device. Expected values are computed here by hand from the
+// model's formula, not by the runtime.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "cpu/cpu_backend.h"
+#include "itkit/devices.h"
+#include "itkit/session.h"
+
+namespace itkit {
+namespace {
+
+constexpr int64_t kIn = 2, kOut = 3, kSide = 4;
+constexpr float kW[kOut][kIn] = {{0.5f, -1.25f}, {1.5f, 0.75f}, {-0.3f, 0.9f}};
+constexpr float kB[kOut] = {0.1f, -0.2f, 0.3f};
+constexpr float kScale = 0.7f;
+
+Node MakeNode(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
+  Node n;
+  n.name = op + "_" + out[0];
+  n.op_type = op;
+  n.inputs = std::move(in);
+  n.outputs = std::move(out);
+  return n;
+}
+
+// y = Sigmoid(Relu(Conv1x1x1(x, W, B)) * scale), x: [1, 2, 4, 4, 4].
+Model SmallNet() {
+  Model m;
+  Graph& g = m.graph;
+  g.opsets[""] = 17;
+  ValueInfo x;
+  x.name = "x";
+  x.dtype = DType::kF32;
+  x.has_shape = true;
+  x.dims = {Dim{1, ""}, Dim{kIn, ""}, Dim{kSide, ""}, Dim{kSide, ""}, Dim{kSide, ""}};
+  g.inputs.push_back(x);
+  std::vector<float> w(&kW[0][0], &kW[0][0] + kOut * kIn), b(kB, kB + kOut);
+  g.initializers["W"] = *Tensor::FromVector<float>(w, {kOut, kIn, 1, 1, 1});
+  g.initializers["B"] = *Tensor::FromVector<float>(b, {kOut});
+  g.initializers["scale"] = *Tensor::FromVector<float>({kScale}, {1});
+  g.nodes.push_back(MakeNode("Conv", {"x", "W", "B"}, {"c"}));
+  g.nodes.push_back(MakeNode("Relu", {"c"}, {"r"}));
+  g.nodes.push_back(MakeNode("Mul", {"r", "scale"}, {"m"}));
+  g.nodes.push_back(MakeNode("Sigmoid", {"m"}, {"y"}));
+  g.outputs.push_back(ValueInfo{"y", DType::kF32, false, {}});
+  return m;
+}
+
+// Kernel steps after the passes: FusedConv (Conv + Relu), Mul, Sigmoid (the
+// elementwise fusion, which would merge Mul and Sigmoid, is off in these tests).
+constexpr int kSteps = 3;
+
+SessionOptions WithBackend(std::shared_ptr<Backend> backend) {
+  SessionOptions so;
+  so.backends.push_back(std::move(backend));
+  so.disabled_passes = {"fuse_elementwise"};
+  return so;
+}
+
+Tensor Input(float seed) {
+  Tensor x = *Tensor::Allocate(DType::kF32, {1, kIn, kSide, kSide, kSide});
+  for (int64_t i = 0; i < x.size(); ++i) x.data<float>()[i] = std::sin(seed + 0.37f * static_cast<float>(i)) * 3.0f;
+  return x;
+}
+
+std::vector<double> Expected(const Tensor& x) {
+  const int64_t voxels = kSide * kSide * kSide;
+  std::vector<double> y(static_cast<size_t>(kOut * voxels));
+  for (int64_t k = 0; k < kOut; ++k)
+    for (int64_t v = 0; v < voxels; ++v) {
+      double c = kB[k];
+      for (int64_t i = 0; i < kIn; ++i) c += double{kW[k][i]} * x.data<float>()[i * voxels + v];
+      const double m = std::max(c, 0.0) * double{kScale};
+      y[static_cast<size_t>(k * voxels + v)] = 1.0 / (1.0 + std::exp(-m));
+    }
+  return y;
+}
+
+double MaxError(const Tensor& got, const std::vector<double>& want) {
+  double err = 0.0;
+  for (int64_t i = 0; i < got.size(); ++i)
+    err = std::max(err, std::fabs(got.data<float>()[i] - want[static_cast<size_t>(i)]));
+  return err;
+}
+
+TEST(HalfStorage, ValuesBetweenKernelsAreF16AndOutputsStayF32) {
+  auto session = Session::Create(SmallNet(), WithBackend(CreateHalfStorageCpuBackend()));
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  const Tensor x = Input(0.5f);
+  auto stats = (*session)->StatsFor({x.shape()});
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  // c, r and m are stored f16 (x's f16 copy too); Sigmoid writes the graph output in f32.
+  EXPECT_GE(stats->f16_values, 3u);
+  EXPECT_EQ(stats->storage_casts, 2u);  // x -> f16 for the Conv, m -> f32 for the Sigmoid
+  auto out = (*session)->Run(std::vector<Tensor>{x});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ((*out)[0].dtype(), DType::kF32);
+  const std::vector<double> want = Expected(x);
+  const double err = MaxError((*out)[0], want);
+  EXPECT_LT(err, 2e-3);   // f16 rounding of x, c and m: ~4e-3 before the sigmoid (slope <= 1/4)
+  EXPECT_GT(err, 1e-6);   // and it did round: an f32 run is exact to ~1e-7 here
+
+  auto plain = Session::Create(SmallNet());
+  ASSERT_TRUE(plain.ok());
+  auto exact = (*plain)->Run(std::vector<Tensor>{x});
+  ASSERT_TRUE(exact.ok());
+  EXPECT_LT(MaxError((*exact)[0], want), 1e-6);
+}
+
+// A device that defers kernels while recording, as CUDA stream capture does, so a
+// replay runs them on whatever the plan's fixed buffers then hold.
+class FakeRecordingDevice;
+
+class DeferredKernel final : public OpKernel {
+ public:
+  DeferredKernel(FakeRecordingDevice* device, std::unique_ptr<OpKernel> inner)
+      : device_(device), inner_(std::move(inner)) {}
+  size_t workspace_bytes() const override { return inner_->workspace_bytes(); }
+  Status Run(KernelContext& ctx) override;
+
+ private:
+  FakeRecordingDevice* device_;
+  std::shared_ptr<OpKernel> inner_;
+};
+
+class FakeRecording final : public StepRecording {
+ public:
+  FakeRecording(std::vector<std::function<Status()>> steps, int* replays) : steps_(std::move(steps)), replays_(replays) {}
+  Status Replay() override {
+    ++*replays_;
+    for (auto& step : steps_) ITKIT_RETURN_IF_ERROR(step());
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<std::function<Status()>> steps_;
+  int* replays_;
+};
+
+class FakeRecordingDevice final : public Backend {
+ public:
+  std::string_view name() const override { return "fake-gpu"; }
+  DeviceKind device() const override { return DeviceKind::kCuda; }
+  bool Supports(const NodeSignature& sig, std::string* reason) const override { return cpu_->Supports(sig, reason); }
+  Result<std::unique_ptr<OpKernel>> CreateKernel(const NodeSignature& sig) override {
+    ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<OpKernel> inner, cpu_->CreateKernel(sig));
+    return std::unique_ptr<OpKernel>(std::make_unique<DeferredKernel>(this, std::move(inner)));
+  }
+  Result<DeviceBuffer> Allocate(size_t bytes) override { return cpu_->Allocate(bytes); }
+  Status CopyFromHost(const Tensor& host, Tensor& dev) override { return Copy(host, dev); }
+  Status CopyToHost(const Tensor& dev, Tensor& host) override { return Copy(dev, host); }
+
+  bool CanRecord() const override { return true; }
+  Status BeginRecording() override {
+    recording = true;
+    pending.clear();
+    return Status::Ok();
+  }
+  Result<std::unique_ptr<StepRecording>> EndRecording() override {
+    recording = false;
+    if (fail_recordings) return Unsupported("this fake refuses recordings");
+    ++recordings;
+    return std::unique_ptr<StepRecording>(std::make_unique<FakeRecording>(std::move(pending), &replays));
+  }
+
+  bool recording = false, fail_recordings = false;
+  std::vector<std::function<Status()>> pending;
+  int direct_runs = 0, recordings = 0, replays = 0;
+
+ private:
+  static Status Copy(const Tensor& from, Tensor& to) {
+    if (from.bytes() != to.bytes()) return Internal("size mismatch");
+    std::memcpy(to.raw(), from.raw(), from.bytes());
+    return Status::Ok();
+  }
+  std::shared_ptr<Backend> cpu_ = CreateCpuBackend();
+};
+
+Status DeferredKernel::Run(KernelContext& ctx) {
+  if (!device_->recording) {
+    ++device_->direct_runs;
+    return inner_->Run(ctx);
+  }
+  // Keep tensor copies (same memory), not pointers into the session's per-run table.
+  auto tensors = std::make_shared<std::vector<Tensor>>();
+  for (const Tensor* t : ctx.inputs) tensors->push_back(t ? *t : Tensor());
+  for (const Tensor* t : ctx.outputs) tensors->push_back(*t);
+  const size_t num_inputs = ctx.inputs.size();
+  KernelContext saved = ctx;
+  std::shared_ptr<OpKernel> inner = inner_;
+  device_->pending.push_back([tensors, num_inputs, saved, inner]() mutable {
+    for (size_t i = 0; i < saved.inputs.size(); ++i)
+      saved.inputs[i] = saved.inputs[i] ? &(*tensors)[i] : nullptr;
+    for (size_t o = 0; o < saved.outputs.size(); ++o) saved.outputs[o] = &(*tensors)[num_inputs + o];
+    return inner->Run(saved);
+  });
+  return Status::Ok();
+}
+
+TEST(RecordedSteps, RecordedOnTheSecondRunAndReplayedWithEachRunsInputs) {
+  auto device = std::make_shared<FakeRecordingDevice>();
+  SessionOptions so = WithBackend(device);
+  auto session = Session::Create(SmallNet(), so);
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  for (int run = 0; run < 4; ++run) {
+    const Tensor x = Input(static_cast<float>(run));
+    auto out = (*session)->Run(std::vector<Tensor>{x});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_LT(MaxError((*out)[0], Expected(x)), 1e-6) << "run " << run;
+    EXPECT_EQ(device->direct_runs, kSteps) << "run " << run;  // each kernel ran plainly once
+    EXPECT_EQ(device->recordings, run >= 1 ? 1 : 0) << "run " << run;
+    EXPECT_EQ(device->replays, run) << "run " << run;
+  }
+}
+
+TEST(RecordedSteps, AFailedRecordingRunsTheStepsPlainly) {
+  auto device = std::make_shared<FakeRecordingDevice>();
+  device->fail_recordings = true;
+  SessionOptions so = WithBackend(device);
+  auto session = Session::Create(SmallNet(), so);
+  ASSERT_TRUE(session.ok());
+  for (int run = 0; run < 3; ++run) {
+    const Tensor x = Input(10.0f + static_cast<float>(run));
+    auto out = (*session)->Run(std::vector<Tensor>{x});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_LT(MaxError((*out)[0], Expected(x)), 1e-6) << "run " << run;
+  }
+  EXPECT_EQ(device->replays, 0);
+  EXPECT_EQ(device->direct_runs, 3 * kSteps);  // run 1's failed recording deferred, then ran plainly
+}
+
+TEST(RecordedSteps, SessionOptionTurnsRecordingOff) {
+  auto device = std::make_shared<FakeRecordingDevice>();
+  SessionOptions so = WithBackend(device);
+  so.record_steps = false;
+  auto session = Session::Create(SmallNet(), so);
+  ASSERT_TRUE(session.ok());
+  for (int run = 0; run < 3; ++run) ASSERT_TRUE((*session)->Run(std::vector<Tensor>{Input(1.0f)}).ok());
+  EXPECT_EQ(device->recordings, 0);
+  EXPECT_EQ(device->direct_runs, 3 * kSteps);
+}
+
+TEST(DeviceOutputs, StayOnTheDeviceWhenAsked) {
+  auto device = std::make_shared<FakeRecordingDevice>();
+  SessionOptions so = WithBackend(device);
+  auto session = Session::Create(SmallNet(), so);
+  ASSERT_TRUE(session.ok());
+  const Tensor x = Input(2.0f);
+  RunOptions keep;
+  keep.outputs_on_device = true;
+  auto on_device = (*session)->Run(std::vector<Tensor>{x}, keep);
+  ASSERT_TRUE(on_device.ok()) << on_device.status().ToString();
+  EXPECT_EQ((*on_device)[0].device(), DeviceKind::kCuda);
+  EXPECT_LT(MaxError((*on_device)[0], Expected(x)), 1e-6);  // the fake's "device" memory is host memory
+  auto on_host = (*session)->Run(std::vector<Tensor>{x});
+  ASSERT_TRUE(on_host.ok());
+  EXPECT_EQ((*on_host)[0].device(), DeviceKind::kCpu);
+  EXPECT_LT(MaxError((*on_host)[0], Expected(x)), 1e-6);
+}
+
+}  // namespace
+}  // namespace itkit
