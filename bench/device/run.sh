@@ -6,9 +6,11 @@
 #
 # Steps, each with a share of a ~7.5 minute budget: environment; the CUDA op tests
 # (itkit_backend_ops_test); the model zoo on CUDA FP32/FP16 against the CPU and
-# PyTorch's outputs; the Google Benchmark kernels; export of the reference U-Net with
-# the machine's PyTorch; ours vs PyTorch eager FP16 per 128^3 window (batch 4) and
-# for a whole 320x512x512 sliding-window pass; the table for docs/PERFORMANCE.md.
+# PyTorch's outputs (each plan run 3 times: CUDA graphs recorded and replayed);
+# export of the reference U-Net with the machine's PyTorch; ours vs PyTorch eager FP16
+# per 128^3 window (batch 4) and for a whole 320x512x512 sliding-window pass; the
+# table for docs/PERFORMANCE.md; the pipeline (itkit_infer) with GPU and host
+# accumulation; ONNX node conformance on CUDA; the Google Benchmark kernels.
 # Results go to $OUT (8 files at most come back): run.log (with the environment),
 # ops.log, zoo.log, conformance.log, kernels.json, ours_fp16.json, torch_fp16.json,
 # performance.md.
@@ -89,13 +91,21 @@ if [[ -d "$dest/zoo" ]]; then
   grep -E '^(FAIL|PASS)|passed,' "$OUT/zoo.log" | tail -45
 fi
 
-if [[ -d "$dest/conformance/node" ]]; then
-  # Every ONNX node case our CUDA backend takes, FP32 (no TF32) at ONNX's own tolerances.
-  step "ONNX node conformance on CUDA fp32" 60 "$bin/itkit_onnx_test_runner" --device cuda --repeat 3 \
-    --exclude-file tests/conformance/known_failures.txt "$dest/conformance/node" >"$OUT/conformance.log" 2>&1
-  grep -E '^FAIL|passed,' "$OUT/conformance.log" | tail -30
+# ---- speed (before the longer checks, so a short budget still yields the table) ----
+step "export reference U-Net" 90 python3 bench/device/torch_reference.py export --out /tmp/ref_unet.onnx
+if [[ -f /tmp/ref_unet.onnx ]]; then
+  step "ours: reference U-Net fp16" 170 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 \
+    --patch 128 --stride 64 --volume 320,512,512 --tuning-cache /tmp/itkit-tuning --json "$OUT/ours_fp16.json"
+fi
+step "PyTorch eager fp16" 150 python3 bench/device/torch_reference.py bench --batch 4 --patch 128 --stride 64 \
+  --volume 320,512,512 --json "$OUT/torch_fp16.json"
+if [[ -f "$OUT/ours_fp16.json" && -f "$OUT/torch_fp16.json" ]]; then
+  python3 bench/device/torch_reference.py table --ours "$OUT/ours_fp16.json" --torch "$OUT/torch_fp16.json" \
+    --commit "$commit" >"$OUT/performance.md"
+  cat "$OUT/performance.md"
 fi
 
+# ---- more correctness ----
 # The pipeline on the GPU: the demo model over the sample CT, logits accumulated on
 # the GPU (kept there: RunOptions::outputs_on_device) vs on the host, FP32 and FP16;
 # the label maps must agree on >= 99.9 % of voxels with the CPU-only run.
@@ -111,20 +121,16 @@ if [[ -x "$bin/itkit_infer" ]]; then
   done
 fi
 
-# ---- speed ----
+if [[ -d "$dest/conformance/node" ]]; then
+  # Every ONNX node case our CUDA backend takes, FP32 (no TF32) at ONNX's own tolerances.
+  step "ONNX node conformance on CUDA fp32" 60 "$bin/itkit_onnx_test_runner" --device cuda --repeat 3 \
+    --exclude-file tests/conformance/known_failures.txt "$dest/conformance/node" >"$OUT/conformance.log" 2>&1
+  grep -E '^FAIL|passed,' "$OUT/conformance.log" | tail -30
+fi
+
+# ---- kernel benchmarks ----
 step "kernel benchmarks" 60 "$bin/itkit_cuda_kernel_bench" --benchmark_min_time=0.3 \
   --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json
-step "export reference U-Net" 90 python3 bench/device/torch_reference.py export --out /tmp/ref_unet.onnx
-if [[ -f /tmp/ref_unet.onnx ]]; then
-  step "ours: reference U-Net fp16" 170 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 \
-    --patch 128 --stride 64 --volume 320,512,512 --tuning-cache /tmp/itkit-tuning --json "$OUT/ours_fp16.json"
-fi
-step "PyTorch eager fp16" 150 python3 bench/device/torch_reference.py bench --batch 4 --patch 128 --stride 64 \
-  --volume 320,512,512 --json "$OUT/torch_fp16.json"
-if [[ -f "$OUT/ours_fp16.json" && -f "$OUT/torch_fp16.json" ]]; then
-  python3 bench/device/torch_reference.py table --ours "$OUT/ours_fp16.json" --torch "$OUT/torch_fp16.json" \
-    --commit "$commit" >"$OUT/performance.md"
-  cat "$OUT/performance.md"
-fi
+
 echo "run.sh: done in $(($(date +%s) - start)) s, status $status"
 exit $status
