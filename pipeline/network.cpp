@@ -18,11 +18,16 @@ class SessionNetwork final : public Network {
 
   Result<Tensor> Forward(const Tensor& input) override { return Run(input, false); }
   Result<Tensor> ForwardKeepingLogitsOnDevice(const Tensor& input) override { return Run(input, backend_ != nullptr); }
+  bool accepts_device_input() const override {
+    // An f16 model's input is converted on the host (Run), so it takes host batches.
+    return backend_ != nullptr && (session_->inputs().empty() || session_->inputs()[0].dtype != DType::kF16);
+  }
 
  private:
   Result<Tensor> Run(const Tensor& input, bool logits_on_device) {
     Tensor feed = input;
-    if (!session_->inputs().empty() && session_->inputs()[0].dtype == DType::kF16) {
+    if (input.device() == DeviceKind::kCpu && !session_->inputs().empty() &&
+        session_->inputs()[0].dtype == DType::kF16) {
       // A network exported in half precision takes half inputs.
       ITKIT_ASSIGN_OR_RETURN(feed, Tensor::Allocate(DType::kF16, input.shape()));
       const float* f = input.data<float>();

@@ -25,6 +25,9 @@ class Network {
   // Tensor::device() != kCpu), valid until the next call: for an accumulator on
   // that device, saving the round trip through the host.
   virtual Result<Tensor> ForwardKeepingLogitsOnDevice(const Tensor& input) { return Forward(input); }
+  // Whether ForwardKeepingLogitsOnDevice takes `input` in device_backend()'s memory
+  // (uploaded by the caller, e.g. on a copy queue while the previous batch runs).
+  virtual bool accepts_device_input() const { return false; }
 };
 
 struct NetworkOptions {

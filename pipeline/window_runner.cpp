@@ -119,61 +119,58 @@ bool WantsCudaAccumulator(const WindowRunSpec& run, const Network& network) {
   return run.accumulate_device == "cuda" || (run.accumulate_device == "auto" && network.device() == "cuda");
 }
 
-// Extracts the next batch of windows on a helper thread while the network runs the
-// current one: with the network on a GPU the CPU is otherwise idle then. Two
-// buffers; Get() returns the prefetched one when it holds the batch asked for,
-// else (first batch, or the batch size shrank) extracts in line.
+// Prepares the next batch of windows on a helper thread while the network runs the
+// current one: with the network on a GPU the CPU is otherwise idle then. Two slots;
+// Get() returns the prefetched slot when it holds the batch asked for, else (first
+// batch, the batch size shrank, or the helper failed) prepares it in line.
 class BatchPrefetcher {
  public:
-  using ExtractFn = std::function<void(int64_t first, int64_t count, float* dst)>;
-  BatchPrefetcher(ExtractFn extract, float* first_buffer, float* second_buffer, bool enabled)
-      : extract_(std::move(extract)), buffers_{first_buffer, second_buffer}, enabled_(enabled && second_buffer) {}
+  using PrepareFn = std::function<Status(int64_t first, int64_t count, int slot)>;
+  BatchPrefetcher(PrepareFn prepare, bool enabled) : prepare_(std::move(prepare)), enabled_(enabled) {}
   ~BatchPrefetcher() { Drain(); }
   BatchPrefetcher(const BatchPrefetcher&) = delete;
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
 
-  float* Get(int64_t first, int64_t count) {
+  Result<int> Get(int64_t first, int64_t count) {
     const bool ready = Drain() && first == first_ && count == count_;
-    if (ready) {
-      current_ ^= 1;
-    } else {
-      extract_(first, count, buffers_[current_]);
-    }
     first_ = count_ = -1;
-    return buffers_[current_];
+    if (ready) {
+      slot_ ^= 1;
+    } else {
+      ITKIT_RETURN_IF_ERROR(prepare_(first, count, slot_));
+    }
+    return slot_;
   }
 
-  // Starts extracting [first, first + count) into the buffer Get() did not return.
+  // Starts preparing [first, first + count) in the slot Get() did not return.
   void Start(int64_t first, int64_t count) {
     if (!enabled_ || count <= 0) return;
-    float* dst = buffers_[current_ ^ 1];
+    const int slot = slot_ ^ 1;
     try {
-      pending_ = std::async(std::launch::async, [this, first, count, dst] { extract_(first, count, dst); });
+      pending_ = std::async(std::launch::async, [this, first, count, slot] { return prepare_(first, count, slot); });
       first_ = first;
       count_ = count;
     } catch (...) {
-      enabled_ = false;  // no thread to be had: extract in line from now on
+      enabled_ = false;  // no thread to be had: prepare in line from now on
     }
   }
 
  private:
-  // Waits for a running extraction; false when it failed (its buffer is then unused).
+  // Waits for a running preparation; true when it succeeded.
   bool Drain() {
     if (!pending_.valid()) return false;
     try {
-      pending_.get();
-      return true;
+      return pending_.get().ok();
     } catch (...) {
       return false;
     }
   }
 
-  ExtractFn extract_;
-  float* buffers_[2];
+  PrepareFn prepare_;
   bool enabled_;
-  int current_ = 0;
+  int slot_ = 0;
   int64_t first_ = -1, count_ = -1;
-  std::future<void> pending_;
+  std::future<Status> pending_;
 };
 
 bool IsOutOfMemory(const Status& s) {
@@ -248,15 +245,29 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
   // mirrors them on the host).
   const bool logits_on_device = !spec.tta && network.device_backend() && WantsCudaAccumulator(spec, network);
   const bool prefetch = spec.prefetch.value_or(network.device_backend() != nullptr);
-  // Batches for a device network live in memory its copies are fastest from (pinned).
+  // Batches for a device network live in memory its copies are fastest from (pinned)
+  // and, without TTA (which mirrors on the host), are uploaded by the helper thread on
+  // the device's copy queue while the previous batch computes.
   const std::shared_ptr<Backend> device = network.device_backend();
-  Buffer<float> batch_buffers[2];
-  for (int k = 0; k < (prefetch ? 2 : 1); ++k) {
+  const int slots = prefetch ? 2 : 1;
+  const int64_t batch_elems = batch * window_elems;
+  Buffer<float> host_batches[2];
+  DeviceBuffer device_batches[2];
+  bool device_input = device && !spec.tta && network.accepts_device_input();
+  for (int k = 0; k < slots; ++k) {
     if (device) {
-      ITKIT_ASSIGN_OR_RETURN(DeviceBuffer host, device->AllocateHost(sizeof(float) * batch * window_elems));
-      batch_buffers[k] = Buffer<float>::Wrap(host.owner, static_cast<float*>(host.data), batch * window_elems);
+      ITKIT_ASSIGN_OR_RETURN(DeviceBuffer host, device->AllocateHost(sizeof(float) * batch_elems));
+      host_batches[k] = Buffer<float>::Wrap(host.owner, static_cast<float*>(host.data), batch_elems);
     } else {
-      ITKIT_ASSIGN_OR_RETURN(batch_buffers[k], Buffer<float>::Allocate(batch * window_elems));
+      ITKIT_ASSIGN_OR_RETURN(host_batches[k], Buffer<float>::Allocate(batch_elems));
+    }
+    if (device_input) {
+      auto on_device = device->Allocate(sizeof(float) * batch_elems);
+      if (on_device.ok()) {
+        device_batches[k] = std::move(on_device).value();
+      } else {
+        device_input = false;  // no room: the session uploads each batch itself
+      }
     }
   }
   auto starts_of = [&](int64_t first, int64_t count) {
@@ -264,12 +275,17 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
     for (int64_t i = 0; i < count; ++i) starts.push_back(plan.Start(first + i));
     return starts;
   };
+  auto batch_shape = [&](int64_t count) { return Shape{count, spec.channels, p[0], p[1], p[2]}; };
   BatchPrefetcher batches(
-      [&](int64_t first, int64_t count, float* dst) {
-        ExtractBatch(volume, spec.channels, plan.padded, blocks ? &*blocks : nullptr, starts_of(first, count), p, dst,
+      [&](int64_t first, int64_t count, int slot) -> Status {
+        float* host = host_batches[slot].data();
+        ExtractBatch(volume, spec.channels, plan.padded, blocks ? &*blocks : nullptr, starts_of(first, count), p, host,
                      pool);
+        if (!device_input) return Status::Ok();
+        Tensor dst = Tensor::View(DType::kF32, batch_shape(count), device_batches[slot].data, device->device());
+        return device->UploadAsync(Tensor::View(DType::kF32, batch_shape(count), host), dst);
       },
-      batch_buffers[0].data(), prefetch ? batch_buffers[1].data() : nullptr, prefetch);
+      prefetch);
   if (progress) progress(Progress{"windows", 0, total});
 
   int64_t done = 0;
@@ -278,7 +294,12 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
     const int64_t n = std::min<int64_t>(batch, total - done);
     const std::vector<Zyx> starts = starts_of(done, n);
     r.extract.Start();
-    Tensor in = Tensor::View(DType::kF32, {n, spec.channels, p[0], p[1], p[2]}, batches.Get(done, n));
+    ITKIT_ASSIGN_OR_RETURN(const int slot, batches.Get(done, n));
+    Tensor in = Tensor::View(DType::kF32, batch_shape(n), host_batches[slot].data());
+    if (device_input) {
+      ITKIT_RETURN_IF_ERROR(device->WaitForUploads());
+      in = Tensor::View(DType::kF32, batch_shape(n), device_batches[slot].data, device->device());
+    }
     r.extract.Stop();
     batches.Start(done + n, std::min<int64_t>(batch, total - done - n));
 
@@ -288,6 +309,8 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
     r.network.Stop();
     if (!out.ok()) {
       if (IsOutOfMemory(out.status()) && batch > 1) {
+        // The failed run may have left work queued that reads this batch's buffers.
+        if (device) ITKIT_RETURN_IF_ERROR(device->Synchronize());
         batch = std::max(1, batch / 2);
         r.notes.push_back(StrCat("out of memory at ", n, " windows per forward (", out.status().message(),
                                  "): retrying with ", batch));

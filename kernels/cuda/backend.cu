@@ -70,9 +70,37 @@ CudaContext::~CudaContext() {
     if (staging_free_[i]) cudaEventDestroy(staging_free_[i]);
     if (staging_[i]) cudaFreeHost(staging_[i]);
   }
+  if (copy_stream_) cudaStreamSynchronize(copy_stream_);
+  if (uploads_done_) cudaEventDestroy(uploads_done_);
+  if (copy_stream_) cudaStreamDestroy(copy_stream_);
   if (cublas && blas) blas->Destroy(cublas);
   if (cudnn) dnn().Destroy(cudnn);
   if (stream) cudaStreamDestroy(stream);
+}
+
+Status CudaContext::UploadOnCopyStream(void* dst, const void* src, size_t bytes) {
+  ITKIT_RETURN_IF_ERROR(Activate());
+  std::lock_guard<std::mutex> lock(upload_mutex_);
+  if (!copy_stream_) {
+    ITKIT_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+    ITKIT_CUDA_CHECK(cudaEventCreateWithFlags(&uploads_done_, cudaEventDisableTiming));
+  }
+  if (bytes == 0) return Status::Ok();
+  // From pageable memory the driver stages the copy before returning; from pinned
+  // memory (AllocateHost) the DMA runs while this thread goes on.
+  ITKIT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy_stream_));
+  ITKIT_CUDA_CHECK(cudaEventRecord(uploads_done_, copy_stream_));
+  upload_pending_ = true;
+  return Status::Ok();
+}
+
+Status CudaContext::WaitForUploads() {
+  ITKIT_RETURN_IF_ERROR(Activate());
+  std::lock_guard<std::mutex> lock(upload_mutex_);
+  if (!upload_pending_) return Status::Ok();
+  ITKIT_CUDA_CHECK(cudaStreamWaitEvent(stream, uploads_done_, 0));
+  upload_pending_ = false;
+  return Status::Ok();
 }
 
 Status CudaContext::Activate() const {
@@ -345,6 +373,27 @@ class CudaBackend final : public Backend {
   }
 
   Status Synchronize() override { return ctx_->Synchronize(); }
+
+  Status CopyOnDevice(const Tensor& from, Tensor& to) override {
+    if (from.bytes() != to.bytes())
+      return Internal("CUDA device copy size mismatch: ", from.bytes(), " vs ", to.bytes(), " bytes");
+    if (from.device() != DeviceKind::kCuda || to.device() != DeviceKind::kCuda)
+      return Internal("CUDA device copy needs CUDA tensors");
+    if (from.bytes() == 0) return Status::Ok();
+    ITKIT_RETURN_IF_ERROR(ctx_->Activate());
+    ITKIT_CUDA_CHECK(cudaMemcpyAsync(to.raw(), from.raw(), from.bytes(), cudaMemcpyDeviceToDevice, ctx_->stream));
+    return Status::Ok();
+  }
+
+  Status UploadAsync(const Tensor& host, Tensor& device) override {
+    if (host.bytes() != device.bytes())
+      return Internal("CUDA upload size mismatch: ", host.bytes(), " vs ", device.bytes(), " bytes");
+    if (host.device() != DeviceKind::kCpu || device.device() != DeviceKind::kCuda)
+      return Internal("CUDA upload needs a host source and a CUDA destination");
+    return ctx_->UploadOnCopyStream(device.raw(), host.raw(), host.bytes());
+  }
+
+  Status WaitForUploads() override { return ctx_->WaitForUploads(); }
 
   bool prefers_half_storage() const override { return ctx_->options.fp16 && ctx_->options.half_storage; }
 

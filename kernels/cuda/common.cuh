@@ -86,6 +86,11 @@ class CudaContext {
   // Device -> host after the stream's earlier work; complete on return.
   Status Download(void* dst, const void* src, size_t bytes);
   Status Synchronize() const;
+  // Host -> device on a second stream (the copy engine runs beside the kernels);
+  // WaitForUploads() makes the main stream's later work wait for every upload
+  // started before it. Thread-safe: the pipeline uploads from a helper thread.
+  Status UploadOnCopyStream(void* dst, const void* src, size_t bytes);
+  Status WaitForUploads();
 
   int device = 0;
   CudaBackendOptions options;
@@ -106,6 +111,10 @@ class CudaContext {
   Status EnsureStaging();
 
   std::mutex copy_mutex_;
+  std::mutex upload_mutex_;                  // the copy stream and its event
+  cudaStream_t copy_stream_ = nullptr;       // created on the first UploadOnCopyStream
+  cudaEvent_t uploads_done_ = nullptr;
+  bool upload_pending_ = false;
   static constexpr size_t kStagingBytes = size_t{8} << 20;
   void* staging_[2] = {nullptr, nullptr};
   cudaEvent_t staging_free_[2] = {nullptr, nullptr};

@@ -103,7 +103,9 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
       Tensor& to = bound[static_cast<size_t>(step.outputs[0])];
       Backend& src = *backends[step.copy_from_backend];
       Backend& dst = *backends[step.backend];
-      Status s = src.device() != DeviceKind::kCpu ? src.CopyToHost(from, to) : dst.CopyFromHost(from, to);
+      Status s = step.copy_from_backend == step.backend ? dst.CopyOnDevice(from, to)
+                 : src.device() != DeviceKind::kCpu     ? src.CopyToHost(from, to)
+                                                        : dst.CopyFromHost(from, to);
       ITKIT_RETURN_IF_ERROR(s.WithContext("copying '" + plan.values[static_cast<size_t>(step.inputs[0])].name + "' to " +
                                           std::string(dst.name())));
       continue;

@@ -20,7 +20,6 @@ size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 Status CheckInput(const ValueInfo& info, const Tensor& t, std::map<std::string, int64_t>& symbols) {
   if (!t.defined()) return InvalidArgument("graph input '", info.name, "' was not given");
-  if (t.device() != DeviceKind::kCpu) return InvalidArgument("graph input '", info.name, "' must be in host memory");
   if (info.dtype != DType::kUndefined && t.dtype() != info.dtype)
     return InvalidArgument("graph input '", info.name, "' expects ", DTypeName(info.dtype), ", got ",
                            DTypeName(t.dtype()));
@@ -238,6 +237,34 @@ struct Builder {
     return Status::Ok();
   }
 
+  // Which backend holds a graph input: the CPU for host tensors, else the first
+  // backend whose device kind matches.
+  Result<size_t> HomeOf(const std::string& name, const Tensor& t) const {
+    if (t.device() == DeviceKind::kCpu) return cpu;
+    for (size_t b = 0; b < in.backends->size(); ++b)
+      if ((*in.backends)[b]->device() == t.device()) return b;
+    return InvalidArgument("graph input '", name, "' is in ", t.device() == DeviceKind::kCuda ? "CUDA" : "device",
+                           " memory, but the session has no backend for that device");
+  }
+
+  // A copy of device graph input `id` into an arena value on the same backend.
+  int StageIn(int id) {
+    const PlanValue from = plan.values[static_cast<size_t>(id)];
+    PlanValue staged;
+    staged.name = from.name + "@staged";
+    staged.dtype = from.dtype;
+    staged.shape = from.shape;
+    staged.backend = from.backend;
+    PlanStep step;
+    step.backend = from.backend;
+    step.copy_from_backend = from.backend;
+    step.inputs = {id};
+    const int staged_id = AddValue(std::move(staged));
+    step.outputs = {staged_id};
+    plan.steps.push_back(std::move(step));
+    return staged_id;
+  }
+
   // The id of `id`'s value as seen from `backend`, inserting an upload or a copy step.
   Result<int> OnBackend(int id, size_t backend) {
     const PlanValue& v = plan.values[static_cast<size_t>(id)];
@@ -413,6 +440,7 @@ void FindRecordableSegments(Plan& plan, const std::vector<std::shared_ptr<Backen
 }  // namespace
 
 bool IsShapeValuedInput(const Tensor& t) {
+  if (t.device() != DeviceKind::kCpu) return false;  // device data is read only by kernels
   const int64_t count = ElementCount(t.shape());
   if (count > 0 && t.raw() == nullptr) return false;  // a shape-only probe (StatsFor)
   const bool small_ints = (t.dtype() == DType::kI64 || t.dtype() == DType::kI32) && count <= kMaxShapeInputElements;
@@ -474,12 +502,13 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
   std::map<std::string, int64_t> symbols;
   for (size_t i = 0; i < graph.inputs.size(); ++i) {
     ITKIT_RETURN_IF_ERROR(CheckInput(graph.inputs[i], *inputs[i], symbols));
+    ITKIT_ASSIGN_OR_RETURN(const size_t home, b.HomeOf(graph.inputs[i].name, *inputs[i]));
     PlanValue v;
     v.name = graph.inputs[i].name;
     v.kind = PlanValue::Kind::kGraphInput;
     v.dtype = inputs[i]->dtype();
     v.shape = inputs[i]->shape();
-    v.backend = b.cpu;
+    v.backend = home;
     v.graph_input_index = static_cast<int>(i);
     if (IsShapeValuedInput(*inputs[i])) {
       ITKIT_ASSIGN_OR_RETURN(Tensor copy, inputs[i]->Clone());
@@ -488,8 +517,10 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
       v.constant = &plan->owned_constants.back();
     }
     const int id = b.AddValue(std::move(v));
-    b.id_of[graph.inputs[i].name] = id;
     plan->input_ids.push_back(id);
+    // An input handed over in device memory is copied into the plan's arena first:
+    // its address changes between runs, and recorded steps must not read it directly.
+    b.id_of[graph.inputs[i].name] = home == b.cpu ? id : b.StageIn(id);
   }
   for (const Node& node : graph.nodes) ITKIT_RETURN_IF_ERROR(b.AddNode(node));
 

@@ -26,9 +26,12 @@ Result<std::unique_ptr<Session>> Session::Create(Model model, SessionOptions opt
 }
 
 Result<Plan*> Session::PlanFor(const std::vector<const Tensor*>& inputs, const RunOptions& run_options) {
-  // Key: every input's shape, plus the values of shape-valued inputs (see plan.h),
-  // appended as an extra pseudo-shape.
+  // Key: where each input lives, every input's shape, plus the values of
+  // shape-valued inputs (see plan.h), appended as an extra pseudo-shape.
   std::vector<Shape> key;
+  Shape devices;  // first entry: where each input lives
+  for (const Tensor* t : inputs) devices.push_back(t ? static_cast<int64_t>(t->device()) : 0);
+  key.push_back(std::move(devices));
   for (const Tensor* t : inputs) {
     key.push_back(t ? t->shape() : Shape{});
     if (t && IsShapeValuedInput(*t)) key.push_back(t->ToInt64Vector());

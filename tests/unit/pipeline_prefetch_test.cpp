@@ -3,6 +3,7 @@
 // against hand-derived values).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "itkit/thread_pool.h"
@@ -80,21 +81,25 @@ TEST(PipelinePrefetch, ShrinkingTheBatchDropsThePrefetchedOne) {
 }
 
 // A "device" backend whose memory is host memory: enough for the window loop's
-// device-logits path (the accumulator cannot be made on it, so the logits are copied
-// back to the host accumulator).
+// device paths: batches uploaded by the prefetch thread, logits kept on the device
+// (the accumulator cannot be made on it, so they are copied back to the host one).
 class HostMemoryDevice final : public Backend {
  public:
   std::string_view name() const override { return "fake-gpu"; }
   DeviceKind device() const override { return DeviceKind::kCuda; }
   bool Supports(const NodeSignature&, std::string*) const override { return false; }
   Result<std::unique_ptr<OpKernel>> CreateKernel(const NodeSignature&) override { return Unsupported("fake"); }
-  Result<DeviceBuffer> Allocate(size_t) override { return Unsupported("fake"); }
+  Result<DeviceBuffer> Allocate(size_t bytes) override { return AllocateHost(bytes); }
   Status CopyFromHost(const Tensor& host, Tensor& dev) override { return Copy(host, dev); }
+  Status UploadAsync(const Tensor& host, Tensor& dev) override {
+    ++uploads;
+    return Copy(host, dev);
+  }
   Status CopyToHost(const Tensor& dev, Tensor& host) override {
     ++downloads;
     return Copy(dev, host);
   }
-  int downloads = 0;
+  std::atomic<int> downloads{0}, uploads{0};
 
  private:
   static Status Copy(const Tensor& from, Tensor& to) {
@@ -109,9 +114,12 @@ class DeviceLogitsNetwork final : public Network {
   std::string device() const override { return "cuda"; }
   std::shared_ptr<Backend> device_backend() const override { return backend_; }
   Result<Tensor> Forward(const Tensor& in) override { return synthetic_->Forward(in); }
+  bool accepts_device_input() const override { return true; }
   Result<Tensor> ForwardKeepingLogitsOnDevice(const Tensor& in) override {
     ++device_calls;
-    ITKIT_ASSIGN_OR_RETURN(last_, synthetic_->Forward(in));
+    if (in.device() != DeviceKind::kCuda) return InvalidArgument("expected the batch on the device");
+    // The fake device's memory is host memory: the synthetic network can read it.
+    ITKIT_ASSIGN_OR_RETURN(last_, synthetic_->Forward(Tensor::View(in.dtype(), in.shape(), const_cast<void*>(in.raw()))));
     return Tensor::View(last_.dtype(), last_.shape(), last_.raw(), DeviceKind::kCuda);
   }
   std::shared_ptr<HostMemoryDevice> backend_ = std::make_shared<HostMemoryDevice>();
@@ -120,7 +128,7 @@ class DeviceLogitsNetwork final : public Network {
   int device_calls = 0;
 };
 
-TEST(PipelinePrefetch, DeviceLogitsReachAHostAccumulatorThroughACopy) {
+TEST(PipelinePrefetch, DeviceBatchesAndLogitsReachAHostAccumulator) {
   const Zyx size{11, 17, 23};
   const std::vector<float> volume = Ramp(static_cast<size_t>(size[0] * size[1] * size[2]));
   ThreadPool pool(2);
@@ -131,6 +139,7 @@ TEST(PipelinePrefetch, DeviceLogitsReachAHostAccumulatorThroughACopy) {
   EXPECT_EQ(a->accumulator->device(), "cpu");
   EXPECT_GT(device_net.device_calls, 0);
   EXPECT_EQ(device_net.backend_->downloads, device_net.device_calls);
+  EXPECT_EQ(device_net.backend_->uploads, device_net.device_calls);  // batches arrive on the device
   auto net = CreateSyntheticNetwork(4);
   spec.prefetch = false;
   auto b = RunWindows(*net, spec, &pool, nullptr, nullptr);

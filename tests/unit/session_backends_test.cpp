@@ -156,6 +156,10 @@ class FakeRecordingDevice final : public Backend {
   Result<DeviceBuffer> Allocate(size_t bytes) override { return cpu_->Allocate(bytes); }
   Status CopyFromHost(const Tensor& host, Tensor& dev) override { return Copy(host, dev); }
   Status CopyToHost(const Tensor& dev, Tensor& host) override { return Copy(dev, host); }
+  Status CopyOnDevice(const Tensor& from, Tensor& to) override {
+    ++device_copies;
+    return Copy(from, to);
+  }
 
   bool CanRecord() const override { return true; }
   Status BeginRecording() override {
@@ -172,7 +176,7 @@ class FakeRecordingDevice final : public Backend {
 
   bool recording = false, fail_recordings = false;
   std::vector<std::function<Status()>> pending;
-  int direct_runs = 0, recordings = 0, replays = 0;
+  int direct_runs = 0, recordings = 0, replays = 0, device_copies = 0;
 
  private:
   static Status Copy(const Tensor& from, Tensor& to) {
@@ -263,6 +267,40 @@ TEST(DeviceOutputs, StayOnTheDeviceWhenAsked) {
   ASSERT_TRUE(on_host.ok());
   EXPECT_EQ((*on_host)[0].device(), DeviceKind::kCpu);
   EXPECT_LT(MaxError((*on_host)[0], Expected(x)), 1e-6);
+}
+
+TEST(DeviceInputs, AreStagedIntoThePlanSoReplaysSeeEachBuffer) {
+  // Inputs handed over in "device" memory (the fake's device memory is host memory),
+  // alternating between two buffers as the pipeline's double buffering does: each run
+  // copies its buffer into the plan's arena, so the recording made on run 2 reads the
+  // right data on runs 3 and 4.
+  auto device = std::make_shared<FakeRecordingDevice>();
+  auto session = Session::Create(SmallNet(), WithBackend(device));
+  ASSERT_TRUE(session.ok());
+  Tensor buffers[2] = {Input(0.0f), Input(0.0f)};
+  for (int run = 0; run < 4; ++run) {
+    Tensor& host = buffers[run % 2];
+    const Tensor x = Input(3.0f + static_cast<float>(run));
+    std::memcpy(host.raw(), x.raw(), x.bytes());
+    const Tensor on_device = Tensor::View(DType::kF32, host.shape(), host.raw(), DeviceKind::kCuda);
+    auto out = (*session)->Run(std::vector<Tensor>{on_device});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_EQ((*out)[0].device(), DeviceKind::kCpu);
+    EXPECT_LT(MaxError((*out)[0], Expected(x)), 1e-6) << "run " << run;
+  }
+  EXPECT_EQ(device->device_copies, 4);  // one stage-in per run
+  EXPECT_EQ(device->replays, 3);  // recorded (and replayed) on run 2, replayed on runs 3-4
+}
+
+TEST(DeviceInputs, WithoutABackendForThatDeviceAreAnError) {
+  auto session = Session::Create(SmallNet());
+  ASSERT_TRUE(session.ok());
+  Tensor host = Input(1.0f);
+  const Tensor on_device = Tensor::View(DType::kF32, host.shape(), host.raw(), DeviceKind::kCuda);
+  auto out = (*session)->Run(std::vector<Tensor>{on_device});
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(out.status().message().find("graph input 'x'"), std::string::npos) << out.status().message();
 }
 
 }  // namespace

@@ -85,6 +85,19 @@ class Backend {
   virtual Status CopyFromHost(const Tensor& host, Tensor& device) = 0;
   virtual Status CopyToHost(const Tensor& device, Tensor& host) = 0;
   virtual Status Synchronize() { return Status::Ok(); }
+  // A copy within this backend's memory, in order with its kernels. The session uses
+  // it to take graph inputs handed over on the device into the plan's own buffers (so
+  // recorded steps always read the same addresses).
+  virtual Status CopyOnDevice(const Tensor& from, Tensor& to) {
+    (void)from;
+    (void)to;
+    return Unsupported(name(), " has no device-to-device copy");
+  }
+  // A host -> device copy that may run beside the backend's kernels (CUDA: a second
+  // stream); work issued after WaitForUploads() sees every upload started before it.
+  // The host memory must stay unchanged until then. Default: CopyFromHost.
+  virtual Status UploadAsync(const Tensor& host, Tensor& device) { return CopyFromHost(host, device); }
+  virtual Status WaitForUploads() { return Status::Ok(); }
 
   // Storage precision. A backend answering true gets the f32 values of the nodes it
   // runs stored as f16 where the op tolerates f16 storage (runtime/session/

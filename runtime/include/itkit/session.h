@@ -57,7 +57,9 @@ class Session {
   static Result<std::unique_ptr<Session>> Create(Model model, SessionOptions options = {});
   ~Session();
 
-  // Inputs by graph input name (all non-initializer inputs required); host tensors.
+  // Inputs by graph input name (all non-initializer inputs required): host tensors,
+  // or tensors in the memory of one of the session's device backends (copied into the
+  // plan's own device memory first, in order with the run).
   // Returns the graph outputs in declaration order, on the host.
   Result<std::vector<Tensor>> Run(const std::vector<NamedTensor>& inputs);
   // Same, inputs in declaration order.
