@@ -20,6 +20,7 @@ cd "$repo"
 OUT="${OUT:-$repo/build-device/out}"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/run.log") 2>&1
+exec 3>&1  # step headers go here even when a step's output is redirected to a file
 start=$(date +%s)
 budget=${ITKIT_DEVICE_BUDGET_S:-450}
 status=0
@@ -31,16 +32,16 @@ step() {
   local left=$((budget - ($(date +%s) - start)))
   ((limit > left)) && limit=$left
   if ((limit < 10)); then
-    echo "== $name: skipped, out of time"
+    echo "== $name: skipped, out of time" >&3
     status=1
     return 1
   fi
-  echo "== $name (at $(($(date +%s) - start)) s, limit $limit s)"
+  echo "== $name (at $(($(date +%s) - start)) s, limit $limit s)" >&3
   timeout --kill-after=5 "$limit" "$@"
   local rc=$?
-  ((rc == 124)) && echo "== $name: TIMED OUT after $limit s"
+  ((rc == 124)) && echo "== $name: TIMED OUT after $limit s" >&3
   ((rc != 0)) && status=1
-  echo "== $name: exit $rc after $(($(date +%s) - start)) s total"
+  echo "== $name: exit $rc after $(($(date +%s) - start)) s total" >&3
   return $rc
 }
 
@@ -116,8 +117,15 @@ if [[ -x "$bin/itkit_infer" ]]; then
     set -- $run
     name="lab_${1}_${2}${3:+_fp16}"
     step "pipeline: --device $1 --accumulate $2 ${3:-}" 60 "${infer[@]}" --device "$1" --accumulate "$2" ${3:-} \
-      --input models/sample/sample_ct.nii.gz --output "/tmp/$name.nii.gz" &&
-      step "labels $name vs cpu" 20 python3 bench/device/compare_labels.py /tmp/lab_cpu.nii.gz "/tmp/$name.nii.gz"
+      --input models/sample/sample_ct.nii.gz --output "/tmp/$name.nii.gz" >"/tmp/$name.log" 2>&1
+    rc=$?
+    cat "/tmp/$name.log"
+    ((rc == 0)) && step "labels $name vs cpu" 20 python3 bench/device/compare_labels.py /tmp/lab_cpu.nii.gz "/tmp/$name.nii.gz"
+    # A silent fallback would make the comparison trivially pass: say so loudly.
+    if grep -qiE 'runs on the CPU|accumulated on the host' "/tmp/$name.log"; then
+      echo "== pipeline $name: FELL BACK (see the notes above): not a GPU result"
+      status=1
+    fi
   done
 fi
 
