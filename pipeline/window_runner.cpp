@@ -125,31 +125,34 @@ bool WantsCudaAccumulator(const WindowRunSpec& run, const Network& network) {
 // batch, the batch size shrank, or the helper failed) prepares it in line.
 class BatchPrefetcher {
  public:
-  using PrepareFn = std::function<Status(int64_t first, int64_t count, int slot)>;
+  // Windows [first, first + count), the last one repeated up to `fill` windows.
+  using PrepareFn = std::function<Status(int64_t first, int64_t count, int64_t fill, int slot)>;
   BatchPrefetcher(PrepareFn prepare, bool enabled) : prepare_(std::move(prepare)), enabled_(enabled) {}
   ~BatchPrefetcher() { Drain(); }
   BatchPrefetcher(const BatchPrefetcher&) = delete;
   BatchPrefetcher& operator=(const BatchPrefetcher&) = delete;
 
-  Result<int> Get(int64_t first, int64_t count) {
-    const bool ready = Drain() && first == first_ && count == count_;
-    first_ = count_ = -1;
+  Result<int> Get(int64_t first, int64_t count, int64_t fill) {
+    const bool ready = Drain() && first == first_ && count == count_ && fill == fill_;
+    first_ = count_ = fill_ = -1;
     if (ready) {
       slot_ ^= 1;
     } else {
-      ITKIT_RETURN_IF_ERROR(prepare_(first, count, slot_));
+      ITKIT_RETURN_IF_ERROR(prepare_(first, count, fill, slot_));
     }
     return slot_;
   }
 
   // Starts preparing [first, first + count) in the slot Get() did not return.
-  void Start(int64_t first, int64_t count) {
+  void Start(int64_t first, int64_t count, int64_t fill) {
     if (!enabled_ || count <= 0) return;
     const int slot = slot_ ^ 1;
     try {
-      pending_ = std::async(std::launch::async, [this, first, count, slot] { return prepare_(first, count, slot); });
+      pending_ = std::async(std::launch::async,
+                            [this, first, count, fill, slot] { return prepare_(first, count, fill, slot); });
       first_ = first;
       count_ = count;
+      fill_ = fill;
     } catch (...) {
       enabled_ = false;  // no thread to be had: prepare in line from now on
     }
@@ -169,7 +172,7 @@ class BatchPrefetcher {
   PrepareFn prepare_;
   bool enabled_;
   int slot_ = 0;
-  int64_t first_ = -1, count_ = -1;
+  int64_t first_ = -1, count_ = -1, fill_ = -1;
   std::future<Status> pending_;
 };
 
@@ -241,14 +244,14 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
   int batch = static_cast<int>(std::clamp<int64_t>(spec.batch, 1, total));
   const Zyx& p = plan.patch;
   const int64_t window_elems = spec.channels * p[0] * p[1] * p[2];
+  const std::shared_ptr<Backend> device = network.device_backend();  // nullptr: the CPU
   // Logits stay on the GPU when they are accumulated there (not with TTA, which
   // mirrors them on the host).
-  const bool logits_on_device = !spec.tta && network.device_backend() && WantsCudaAccumulator(spec, network);
-  const bool prefetch = spec.prefetch.value_or(network.device_backend() != nullptr);
+  const bool logits_on_device = !spec.tta && device && WantsCudaAccumulator(spec, network);
+  const bool prefetch = spec.prefetch.value_or(device != nullptr);
   // Batches for a device network live in memory its copies are fastest from (pinned)
-  // and, without TTA (which mirrors on the host), are uploaded by the helper thread on
-  // the device's copy queue while the previous batch computes.
-  const std::shared_ptr<Backend> device = network.device_backend();
+  // and, without TTA, are uploaded by the helper thread on the device's copy queue
+  // while the previous batch computes.
   const int slots = prefetch ? 2 : 1;
   const int64_t batch_elems = batch * window_elems;
   Buffer<float> host_batches[2];
@@ -270,38 +273,44 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
       }
     }
   }
-  auto starts_of = [&](int64_t first, int64_t count) {
+  auto starts_of = [&](int64_t first, int64_t count, int64_t fill) {
     std::vector<Zyx> starts;
-    for (int64_t i = 0; i < count; ++i) starts.push_back(plan.Start(first + i));
+    for (int64_t i = 0; i < fill; ++i) starts.push_back(plan.Start(first + std::min(i, count - 1)));
     return starts;
   };
   auto batch_shape = [&](int64_t count) { return Shape{count, spec.channels, p[0], p[1], p[2]}; };
   BatchPrefetcher batches(
-      [&](int64_t first, int64_t count, int slot) -> Status {
+      [&](int64_t first, int64_t count, int64_t fill, int slot) -> Status {
         float* host = host_batches[slot].data();
-        ExtractBatch(volume, spec.channels, plan.padded, blocks ? &*blocks : nullptr, starts_of(first, count), p, host,
-                     pool);
+        ExtractBatch(volume, spec.channels, plan.padded, blocks ? &*blocks : nullptr, starts_of(first, count, fill),
+                     p, host, pool);
         if (!device_input) return Status::Ok();
-        Tensor dst = Tensor::View(DType::kF32, batch_shape(count), device_batches[slot].data, device->device());
-        return device->UploadAsync(Tensor::View(DType::kF32, batch_shape(count), host), dst);
+        Tensor dst = Tensor::View(DType::kF32, batch_shape(fill), device_batches[slot].data, device->device());
+        return device->UploadAsync(Tensor::View(DType::kF32, batch_shape(fill), host), dst);
       },
       prefetch);
+  // A device network runs the last, short batch at full size (its last window
+  // repeated, the extra logits ignored): a new batch size would mean a new plan,
+  // another arena and another cuDNN algorithm search.
+  auto fill_of = [&](int64_t count) { return device ? std::max<int64_t>(count, batch) : count; };
   if (progress) progress(Progress{"windows", 0, total});
 
   int64_t done = 0;
   while (done < total) {
     if (cancel != nullptr && cancel->load()) return Cancelled("cancelled after ", done, " of ", total, " windows");
     const int64_t n = std::min<int64_t>(batch, total - done);
-    const std::vector<Zyx> starts = starts_of(done, n);
+    const int64_t fill = fill_of(n);
+    const std::vector<Zyx> starts = starts_of(done, n, n);
     r.extract.Start();
-    ITKIT_ASSIGN_OR_RETURN(const int slot, batches.Get(done, n));
-    Tensor in = Tensor::View(DType::kF32, batch_shape(n), host_batches[slot].data());
+    ITKIT_ASSIGN_OR_RETURN(const int slot, batches.Get(done, n, fill));
+    Tensor in = Tensor::View(DType::kF32, batch_shape(fill), host_batches[slot].data());
     if (device_input) {
       ITKIT_RETURN_IF_ERROR(device->WaitForUploads());
-      in = Tensor::View(DType::kF32, batch_shape(n), device_batches[slot].data, device->device());
+      in = Tensor::View(DType::kF32, batch_shape(fill), device_batches[slot].data, device->device());
     }
     r.extract.Stop();
-    batches.Start(done + n, std::min<int64_t>(batch, total - done - n));
+    const int64_t next = std::min<int64_t>(batch, total - done - n);
+    batches.Start(done + n, next, fill_of(next));
 
     r.network.Start();
     Result<Tensor> out =
@@ -317,6 +326,11 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
         continue;
       }
       return out.status().WithContext(StrCat("windows ", done + 1, "-", done + n, " of ", total));
+    }
+    if (out->dim(0) > n) {  // a filled batch: the leading n windows' logits, same memory
+      Shape used = out->shape();
+      used[0] = n;
+      *out = out->Reshaped(used);
     }
     const int classes = static_cast<int>(out->dim(1));
     if (!r.accumulator) {

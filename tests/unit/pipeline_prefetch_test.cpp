@@ -117,6 +117,7 @@ class DeviceLogitsNetwork final : public Network {
   bool accepts_device_input() const override { return true; }
   Result<Tensor> ForwardKeepingLogitsOnDevice(const Tensor& in) override {
     ++device_calls;
+    batch_sizes.push_back(in.dim(0));
     if (in.device() != DeviceKind::kCuda) return InvalidArgument("expected the batch on the device");
     // The fake device's memory is host memory: the synthetic network can read it.
     ITKIT_ASSIGN_OR_RETURN(last_, synthetic_->Forward(Tensor::View(in.dtype(), in.shape(), const_cast<void*>(in.raw()))));
@@ -126,13 +127,15 @@ class DeviceLogitsNetwork final : public Network {
   std::unique_ptr<Network> synthetic_ = CreateSyntheticNetwork(4);
   Tensor last_;
   int device_calls = 0;
+  std::vector<int64_t> batch_sizes;
 };
 
-TEST(PipelinePrefetch, DeviceBatchesAndLogitsReachAHostAccumulator) {
+TEST(PipelinePrefetch, DeviceBatchesFullSizeAndLogitsReachAHostAccumulator) {
   const Zyx size{11, 17, 23};
   const std::vector<float> volume = Ramp(static_cast<size_t>(size[0] * size[1] * size[2]));
   ThreadPool pool(2);
   WindowRunSpec spec = SpecFor(volume, size);
+  spec.batch = 4;  // 45 windows: the last batch has 1
   DeviceLogitsNetwork device_net;
   auto a = RunWindows(device_net, spec, &pool, nullptr, nullptr);  // prefetch on: a device network
   ASSERT_TRUE(a.ok()) << a.status().ToString();
@@ -140,6 +143,9 @@ TEST(PipelinePrefetch, DeviceBatchesAndLogitsReachAHostAccumulator) {
   EXPECT_GT(device_net.device_calls, 0);
   EXPECT_EQ(device_net.backend_->downloads, device_net.device_calls);
   EXPECT_EQ(device_net.backend_->uploads, device_net.device_calls);  // batches arrive on the device
+  // The last batch is short but runs at full size: one plan.
+  EXPECT_NE(a->windows % spec.batch, 0) << a->windows << " windows";
+  EXPECT_EQ(device_net.batch_sizes, std::vector<int64_t>(device_net.batch_sizes.size(), spec.batch));
   auto net = CreateSyntheticNetwork(4);
   spec.prefetch = false;
   auto b = RunWindows(*net, spec, &pool, nullptr, nullptr);
