@@ -8,12 +8,14 @@ if(NOT ITKIT_CUDA STREQUAL "OFF")
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
+    # Set before enable_language, which otherwise caches the compiler's default (75
+    # for nvcc 13): kernels for the H100/H200 (sm_90 code + compute_90 PTX), not a
+    # PTX JIT at first start. Another GPU: -DITKIT_CUDA_ARCHITECTURES=... (e.g. 89).
+    set(ITKIT_CUDA_ARCHITECTURES "90" CACHE STRING "CUDA architectures of the kernels")
+    set(CMAKE_CUDA_ARCHITECTURES ${ITKIT_CUDA_ARCHITECTURES} CACHE STRING "" FORCE)
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(ITKIT_HAVE_CUDA ON)
-    if(NOT CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "52")
-      set(CMAKE_CUDA_ARCHITECTURES 90)  # H100/H200
-    endif()
   elseif(ITKIT_CUDA STREQUAL "ON")
     message(FATAL_ERROR "ITKIT_CUDA=ON but no CUDA compiler was found")
   endif()

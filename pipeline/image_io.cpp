@@ -18,7 +18,7 @@
 #include <itkVectorImage.h>
 
 #include "data_check.h"
-#include "nifti_gz_writer.h"
+#include "gz_image_writer.h"
 #include "nifti_fast.h"
 #include "dicom_series.h"
 #include "itkit/tensor.h"
@@ -252,9 +252,14 @@ Status WriteLabelImage(const std::string& path, const Geometry& g, const T* labe
     return Write(image.GetPointer(), file, level);
   };
   try {
+    auto write_uncompressed = [&](const std::string& file, const Geometry& geometry) { return write(file, geometry, 0); };
     if (EndsWith(path, ".nii.gz") && compression_level > 0)
-      return WriteNiftiGz(path, g, labels, sizeof(T), true, compression_level, pool,
-                          [&](const std::string& file, const Geometry& geometry) { return write(file, geometry, 0); });
+      return WriteNiftiGz(path, g, labels, sizeof(T), true, compression_level, pool, write_uncompressed);
+    if (EndsWith(path, ".nrrd") && compression_level > 0) {
+      ITKIT_ASSIGN_OR_RETURN(bool written,
+                             WriteNrrdGz(path, g, labels, sizeof(T), true, compression_level, pool, write_uncompressed));
+      if (written) return Status::Ok();
+    }
     return write(path, g, compression_level);
   } catch (const itk::ExceptionObject& e) {
     return IoError(path, ": ", e.GetDescription());

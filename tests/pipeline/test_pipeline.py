@@ -231,6 +231,29 @@ def test_seg_nrrd_for_slicer(itkit_infer, work):
     assert "Segment3_ID" not in header  # background is not a segment
 
 
+def test_seg_nrrd_large_matches_nifti(itkit_infer, work):
+    # 256 x 256 x 300 labels: more than one 16 MiB gzip member, which ITK's NRRD reader
+    # (Slicer's) must read whole; labels and geometry as in the .nii.gz of the same run.
+    a = (np.indices((300, 256, 256)).sum(axis=0) % 2000 - 1000).astype(np.int16)
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing((0.7, 0.8, 2.5))
+    img.SetOrigin((10.0, -20.0, 30.0))
+    img.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, -1))
+    src = work / "large_seg_in.nii.gz"
+    sitk.WriteImage(img, str(src))
+    outs = [work / "large_seg.nii.gz", work / "large_seg.seg.nrrd"]
+    for out in outs:
+        run(itkit_infer, "--identity-network", 4, "--patch", "64,64,64", "--input", src, "--output", out,
+            "--window-level", 0, "--window-width", 2000)
+    nii, nrrd = (sitk.ReadImage(str(o)) for o in outs)
+    assert np.array_equal(sitk.GetArrayFromImage(nii), sitk.GetArrayFromImage(nrrd))
+    assert len(np.unique(sitk.GetArrayFromImage(nrrd))) == 3
+    assert same_geometry(nii, nrrd)
+    header = outs[1].read_bytes()[:8192].split(b"\n\n")[0].decode()
+    assert "encoding: gzip" in header and "sizes: 256 256 300" in header
+    assert "Segmentation_MasterRepresentation:=Binary labelmap" in header
+
+
 def test_stats_json(itkit_infer, work):
     img = work / "stats.nii.gz"
     make_phantom(str(img), (20, 18, 10), spacing=(0.5, 0.75, 2.0))
