@@ -98,6 +98,7 @@ Result<std::shared_ptr<SegmentationModel>> LoadImpl(const LoadOptions& o) {
     if (!sidecar.empty()) {
       ITKIT_ASSIGN_OR_RETURN(nlohmann::json side, ReadYamlSidecar(sidecar));
       ITKIT_RETURN_IF_ERROR(ApplyMetadata(side, sidecar, &info));
+      info.sidecar_path = sidecar;
     }
     ITKIT_RETURN_IF_ERROR(InspectGraph(model, &info, &m->static_batch_));
     if (!o.name.empty()) info.name = o.name;

@@ -169,7 +169,8 @@ ApiResult<std::shared_ptr<ModelEntry>> ModelRegistry::Load(const LoadSpec& spec)
                                                                       : entry->info.name);
   entry->backend_type = "onnx";
   entry->model_path = model_path;
-  entry->config_path = config_path;
+  // The sidecar in effect: the one the request named, else NAME.yaml found beside the model.
+  entry->config_path = config_path.empty() ? entry->info.sidecar_path : config_path;
   entry->source = spec.source;
   entry->owned_dir = spec.owned_dir;
   entry->requested_inference = req.inference.ToJson();

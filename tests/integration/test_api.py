@@ -2,6 +2,7 @@
 calls the upstream ITKIT Slicer plugin makes."""
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -200,6 +201,18 @@ def test_upstream_slicer_plugin_calls(make_server, model_dir, tmp_path):
     r = requests.post(f"{url}/api/model", json={"backend_type": "mmengine", "config_path": "/x/cfg.py",
                                                  "model_path": "/x/ckpt.pth", "inference_config": {"fp16": False}})
     assert "tools/export_onnx.py" in assert_json_error(r, 400)
+
+
+def test_info_names_the_sidecar_found_beside_the_model(make_server, model_files, tmp_path):
+    d = tmp_path / "with_sidecar"
+    d.mkdir()
+    shutil.copy(model_files / "tiny.onnx", d / "tiny.onnx")
+    (d / "tiny.yaml").write_text("labels:\n  - background\n  - {name: kidney, color: [1, 2, 3]}\n  - cyst\n")
+    s = make_server("--model-dir", d)
+    model = s.get("/api/info").json()["model"]
+    assert [l["name"] for l in model["labels"]] == ["background", "kidney", "cyst"]
+    assert model["config_path"] is not None and model["config_path"].endswith("tiny.yaml")
+    assert s.get("/api/info").json()["models"]["tiny"]["config_path"] == model["config_path"]
 
 
 def test_model_upload_with_sidecar(make_server, model_files, tmp_path):

@@ -60,6 +60,7 @@ struct ModelInfo {
   std::string name;
   std::string description;
   std::string path;
+  std::string sidecar_path;        // the YAML sidecar applied ("" = none)
   std::vector<LabelInfo> labels;   // index = class value
   Normalization normalization;
   std::optional<std::array<double, 3>> spacing;  // (x, y, z) mm
