@@ -174,8 +174,9 @@ __device__ __forceinline__ float ApplyBinary(float a, float b, Binary op) {
     case Binary::kMul: return a * b;
     case Binary::kDiv: return a / b;
     case Binary::kPow: return powf(a, b);
-    case Binary::kMax: return fmaxf(a, b);
-    case Binary::kMin: return fminf(a, b);
+    // NaN in either operand gives NaN, as on the CPU (fmaxf/fminf would drop it).
+    case Binary::kMax: return (a != a || b != b) ? a + b : fmaxf(a, b);
+    case Binary::kMin: return (a != a || b != b) ? a + b : fminf(a, b);
     case Binary::kMean: return (a + b) * 0.5f;
     case Binary::kPRelu: return a < 0.0f ? a * b : a;
   }
