@@ -141,7 +141,8 @@ def table(args) -> None:
         print(f"| {card} | {date} | {args.commit} | {name} | {a:.3f} | {b:.3f} | {a / b:.2f} |")
     print()
     print("ratio = ours / PyTorch (< 1: ours faster or smaller). Ours gathers windows from a host volume and "
-          "returns logits through Session::Run (host memory); PyTorch keeps the volume on the GPU.")
+          "keeps the logits on the GPU for its accumulator (RunOptions::outputs_on_device); PyTorch keeps the "
+          "whole volume on the GPU.")
 
 
 def main() -> None:

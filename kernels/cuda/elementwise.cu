@@ -128,6 +128,15 @@ bool UnarySupports(const NodeSignature& sig, const CudaContext&, std::string* re
   const DType in = sig.inputs[0].dtype, out = sig.outputs[0].dtype;
   if (op == "Dropout" && sig.node->outputs.size() > 1 && !sig.node->outputs[1].empty())
     return Reject(reason, "Dropout's mask output");
+  if (op == "Dropout" && sig.inputs.size() > 2 && sig.inputs[2].dtype != DType::kUndefined) {
+    // Only inference Dropout is a copy: training mode must be a constant false, or the
+    // ratio a constant 0 (the CPU kernel decides, and refuses random masking).
+    const Tensor* training = sig.inputs[2].constant;
+    const Tensor* ratio = sig.inputs.size() > 1 ? sig.inputs[1].constant : nullptr;
+    const bool inference = training && training->size() == 1 && training->GetAsInt64(0) == 0;
+    const bool zero_ratio = ratio && ratio->size() == 1 && ratio->GetAsDouble(0) == 0.0;
+    if (!inference && !zero_ratio) return Reject(reason, "training-mode Dropout");
+  }
   if (op == "Identity" || op == "Dropout" || ((op == "Cast" || op == "CastLike") && in == out)) {
     if (in != out) return Reject(reason, "dtype change");
     return true;  // any dtype: a device copy

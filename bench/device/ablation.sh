@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Ablation of the FP16 path on the GPU machine (after pack.sh, like run.sh): the
+# reference U-Net's window time and sliding-window pass with f16 storage and CUDA
+# graphs switched off one at a time, plus FP32/TF32; ~2 minutes.
+#   run(command="bench/device/ablation.sh", carry=["build-device"], timeout_s=300)
+set -uo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+OUT="${OUT:-$repo/build-device/out}"
+mkdir -p "$OUT"
+exec > >(tee "$OUT/ablation.log") 2>&1
+cudnn_lib="$(python3 -c 'import nvidia.cudnn,os;print(os.path.join(list(nvidia.cudnn.__path__)[0],"lib"))' 2>/dev/null)"
+dest=/tmp/itkit-device
+rm -rf "$dest" && mkdir -p "$dest" && tar -C "$dest" -xJf "$repo/build-device/bundle.tar.xz"
+export LD_LIBRARY_PATH="${cudnn_lib:+$cudnn_lib:}/usr/local/cuda/lib64:$dest/lib"
+python3 bench/device/torch_reference.py export --out /tmp/ref_unet.onnx >/dev/null 2>&1 || exit 1
+unet=("$dest/bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --batch 4 --patch 128 --stride 64 --volume 320,512,512
+      --tuning-cache /tmp/itkit-tuning)
+for variant in "fp16" "fp16 ITKIT_HALF_STORAGE=0" "fp16 ITKIT_CUDA_GRAPHS=0" "fp32 tf32" "fp32"; do
+  set -- $variant
+  flags=()
+  [[ $1 == fp16 ]] && flags+=(--fp16)
+  [[ ${2:-} == tf32 ]] && flags+=(--tf32)
+  env=()
+  [[ ${2:-} == ITKIT_* ]] && env+=("$2")
+  echo "== $variant"
+  timeout 90 env "${env[@]}" "${unet[@]}" "${flags[@]}" 2>&1 | grep -v '^\[itkit info\]'
+done
