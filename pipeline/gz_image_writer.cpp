@@ -44,10 +44,10 @@ std::vector<uint8_t> PatchedHeader(const std::vector<uint8_t>& file, const Geome
   return header;
 }
 
-// The bytes of a one-slice template of `g` written by `write_template` to a temporary
-// file next to `path` (extension `ext`, so the writer picks the format).
-Result<std::vector<uint8_t>> OneSliceTemplate(const std::string& path, const char* ext, const Geometry& g,
-                                              const SliceWriteFn& write_template) {
+// The bytes `write` produces for `geometry` in a temporary file next to `path`
+// (extension `ext`, so the writer picks the format); the file is removed again.
+Result<std::vector<uint8_t>> WrittenBytes(const std::string& path, const char* ext, const Geometry& geometry,
+                                          const SliceWriteFn& write) {
   static std::atomic<uint64_t> counter{0};
   const std::string tmp = StrCat(path, ".", ::getpid(), ".", counter++, ".tmp", ext);
   struct Remove {
@@ -57,10 +57,16 @@ Result<std::vector<uint8_t>> OneSliceTemplate(const std::string& path, const cha
       std::filesystem::remove(p, ec);
     }
   } cleanup{tmp};
+  ITKIT_RETURN_IF_ERROR(write(tmp, geometry));
+  return ReadFile(tmp);
+}
+
+// A one-slice template of `g` (header with the right geometry, one slice of data).
+Result<std::vector<uint8_t>> OneSliceTemplate(const std::string& path, const char* ext, const Geometry& g,
+                                              const SliceWriteFn& write_template) {
   Geometry slice = g;
   slice.size[2] = 1;
-  ITKIT_RETURN_IF_ERROR(write_template(tmp, slice));
-  return ReadFile(tmp);
+  return WrittenBytes(path, ext, slice, write_template);
 }
 
 // `plain` bytes as they are, then the gzip members.
@@ -123,16 +129,7 @@ Status WriteNiftiGz(const std::string& path, const Geometry& g, const void* voxe
     for (auto& m : body) members.push_back(std::move(m));
   } else {
     // Unexpected header: let ITK write everything uncompressed and gzip that.
-    const std::string tmp = StrCat(path, ".", ::getpid(), ".full.tmp.nii");
-    struct Remove {
-      std::string p;
-      ~Remove() {
-        std::error_code ec;
-        std::filesystem::remove(p, ec);
-      }
-    } cleanup{tmp};
-    ITKIT_RETURN_IF_ERROR(write_nifti(tmp, g));
-    ITKIT_ASSIGN_OR_RETURN(file, ReadFile(tmp));
+    ITKIT_ASSIGN_OR_RETURN(file, WrittenBytes(path, ".nii", g, write_nifti));
     ITKIT_ASSIGN_OR_RETURN(members, GzipMembers(file.data(), file.size(), level, pool));
   }
   return WriteParts(path, "", members);

@@ -9,10 +9,9 @@ cd "$repo"
 OUT="${OUT:-$repo/build-device/out}"
 mkdir -p "$OUT"
 exec > >(tee "$OUT/ablation.log") 2>&1
-cudnn_lib="$(python3 -c 'import nvidia.cudnn,os;print(os.path.join(list(nvidia.cudnn.__path__)[0],"lib"))' 2>/dev/null)"
-dest=/tmp/itkit-device
-rm -rf "$dest" && mkdir -p "$dest" && tar -C "$dest" -xJf "$repo/build-device/bundle.tar.xz"
-export LD_LIBRARY_PATH="${cudnn_lib:+$cudnn_lib:}/usr/local/cuda/lib64:$dest/lib"
+source "$repo/bench/device/device_env.sh"
+device_env_unpack || { echo "no $bundle: run bench/device/pack.sh first"; exit 1; }
+device_env_export
 python3 bench/device/torch_reference.py export --out /tmp/ref_unet.onnx >/dev/null 2>&1 || exit 1
 unet=("$dest/bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --batch 4 --patch 128 --stride 64 --volume 320,512,512
       --tuning-cache /tmp/itkit-tuning)

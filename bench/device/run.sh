@@ -45,14 +45,9 @@ step() {
   return $rc
 }
 
-# ---- libraries: cuDNN from the Python venv's wheel, cuBLAS from the CUDA toolkit ----
-cudnn_lib="$(python3 -c 'import nvidia.cudnn,os;print(os.path.join(list(nvidia.cudnn.__path__)[0],"lib"))' 2>/dev/null)"
-cublas_pip="$(python3 -c 'import nvidia.cublas,os;print(os.path.join(list(nvidia.cublas.__path__)[0],"lib"))' 2>/dev/null)"
-bundle="$repo/build-device/bundle.tar.xz"
-dest=/tmp/itkit-device
-if [[ -f "$bundle" ]]; then
-  rm -rf "$dest" && mkdir -p "$dest" && tar -C "$dest" -xJf "$bundle"
-else
+# ---- libraries and binaries (bench/device/device_env.sh) ----
+source "$repo/bench/device/device_env.sh"
+if ! device_env_unpack; then
   # No bundle: try to build here (needs GTest, Google Benchmark and oneDNN on this image).
   echo "no $bundle: building on this machine"
   mkdir -p "$dest/bin"
@@ -62,7 +57,7 @@ else
     find /tmp/itkit-build -type f -perm -u+x -name 'itkit_*' -exec cp {} "$dest/bin/" \;
 fi
 bin="$dest/bin"
-export LD_LIBRARY_PATH="${cudnn_lib:+$cudnn_lib:}/usr/local/cuda/lib64${cublas_pip:+:$cublas_pip}:$dest/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+device_env_export
 commit="$(cat "$dest/COMMIT" 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 {
