@@ -7,7 +7,7 @@
 //       (FP32 <= 1e-3, FP16 <= 1e-2, argmax >= 99.9 %).
 //   itkit_cuda_bench unet MODEL.onnx [--fp16] [--tf32] [--batch 4] [--patch 128]
 //       [--stride 64] [--volume 320,512,512] [--repeat 20] [--warmup 3]
-//       [--tuning-cache DIR] [--json FILE]
+//       [--tuning-cache DIR] [--json FILE] [--profile]
 //       per-window time (device: output sliced to one element, so only the input
 //       upload is added; end-to-end: logits copied to the host), then a whole
 //       sliding-window pass (Gaussian blending and argmax on the GPU through
@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -55,7 +56,8 @@ Tensor RandomNormal(const Shape& shape, uint32_t seed) {
   return t;
 }
 
-// ITKIT_HALF_STORAGE=0 / ITKIT_CUDA_GRAPHS=0 switch those features off, for ablations.
+// ITKIT_HALF_STORAGE=0 / ITKIT_CUDA_GRAPHS=0 / ITKIT_CHANNELS_LAST=0 switch those
+// features off, for ablations.
 bool EnvOff(const char* name) {
   const char* v = std::getenv(name);
   return v && std::string(v) == "0";
@@ -68,8 +70,10 @@ Result<std::shared_ptr<Backend>> Cuda(bool fp16, bool tf32, const std::string& c
   o.tuning_cache_dir = cache;
   o.half_storage = !EnvOff("ITKIT_HALF_STORAGE");
   o.cuda_graphs = !EnvOff("ITKIT_CUDA_GRAPHS");
-  std::printf("backend: %s%s, half storage %s, CUDA graphs %s\n", fp16 ? "fp16" : "fp32", tf32 ? " tf32" : "",
-              o.half_storage ? "on" : "off", o.cuda_graphs ? "on" : "off");
+  o.channels_last = !EnvOff("ITKIT_CHANNELS_LAST");
+  std::printf("backend: %s%s, half storage %s, channels-last %s, CUDA graphs %s\n", fp16 ? "fp16" : "fp32",
+              tf32 ? " tf32" : "", o.half_storage ? "on" : "off", fp16 && o.channels_last ? "on" : "off",
+              o.cuda_graphs ? "on" : "off");
   return CreateCudaBackend(o);
 }
 
@@ -203,7 +207,36 @@ struct UNetArgs {
   int64_t batch = 4, patch = 128, stride = 64;
   std::vector<int64_t> volume = {320, 512, 512};
   int repeat = 20, warmup = 3;
+  bool profile = false;
 };
+
+// Where a window's time goes: every step synchronised and timed (SessionOptions::
+// profile_steps), summed by op type over `runs` runs after a planning run.
+Status PrintProfile(const Model& model, const SessionOptions& base, const Tensor& x, int64_t batch, int runs) {
+  SessionOptions so = base;
+  so.profile_steps = true;
+  ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, Session::Create(model, so));
+  ITKIT_RETURN_IF_ERROR(s->Run(std::vector<Tensor>{x}).status());
+  const std::map<std::string, StepTime> before = s->StepProfile();
+  for (int i = 0; i < runs; ++i) ITKIT_RETURN_IF_ERROR(s->Run(std::vector<Tensor>{x}).status());
+  std::vector<std::pair<double, std::string>> rows;
+  std::map<std::string, size_t> counts;
+  double total = 0;
+  for (const auto& [key, t] : s->StepProfile()) {
+    const auto it = before.find(key);
+    const double sec = t.seconds - (it == before.end() ? 0.0 : it->second.seconds);
+    counts[key] = (t.count - (it == before.end() ? 0 : it->second.count)) / static_cast<size_t>(runs);
+    rows.emplace_back(sec, key);
+    total += sec;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::printf("profile (steps synchronised one by one, so slower than a plain run): %.3f ms/window\n",
+              total * 1000 / runs / static_cast<double>(batch));
+  for (const auto& [sec, key] : rows)
+    std::printf("  %-32s %4zu steps  %8.3f ms/window  %5.1f %%\n", key.c_str(), counts[key],
+                sec * 1000 / runs / static_cast<double>(batch), total > 0 ? 100 * sec / total : 0.0);
+  return Status::Ok();
+}
 
 bool ParseList(const char* s, std::vector<int64_t>* out) {
   out->clear();
@@ -278,11 +311,17 @@ int RunUNet(const UNetArgs& a) {
     device_ms = *t;
     auto stats = (*s)->StatsFor({window});
     if (stats.ok())
-      std::printf("plan: %zu steps, %zu on the GPU, GPU arena %.0f MiB\n", stats->num_steps,
-                  stats->steps_per_backend["cuda"], stats->arena_bytes / 1048576.0);
+      std::printf("plan: %zu steps, %zu on the GPU, GPU arena %.0f MiB, %zu f16 values, %zu channels-last values, "
+                  "%zu casts, %zu layout transposes\n",
+                  stats->num_steps, stats->steps_per_backend["cuda"], stats->arena_bytes / 1048576.0,
+                  stats->f16_values, stats->channels_last_values, stats->storage_casts, stats->layout_transposes);
   }
   std::printf("window %ldx%ld^3 %s: %.3f ms/window on the GPU (+input upload), first run %.0f ms (plan+tune)\n",
               static_cast<long>(a.batch), static_cast<long>(a.patch), a.fp16 ? "fp16" : "fp32", device_ms, plan_ms);
+  if (a.profile) {
+    Status p = PrintProfile(SlicedOutput(*model), so, x, a.batch, 5);
+    if (!p.ok()) std::printf("profile failed: %s\n", p.message().c_str());
+  }
   {
     auto s = Session::Create(*model, so);
     if (!s.ok()) return Fail(s.status());
@@ -378,7 +417,8 @@ void Usage() {
   std::fprintf(stderr,
                "usage: itkit_cuda_bench zoo CASE_DIR...\n"
                "       itkit_cuda_bench unet MODEL.onnx [--fp16] [--tf32] [--batch N] [--patch P] [--stride S]\n"
-               "                        [--volume D,H,W] [--repeat N] [--warmup N] [--tuning-cache DIR] [--json F]\n");
+               "                        [--volume D,H,W] [--repeat N] [--warmup N] [--tuning-cache DIR] [--json F]\n"
+               "                        [--profile]  (time per op type, steps synchronised)\n");
 }
 
 }  // namespace
@@ -400,6 +440,7 @@ int main(int argc, char** argv) {
     const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
     if (arg == "--fp16") a.fp16 = true;
     else if (arg == "--tf32") a.tf32 = true;
+    else if (arg == "--profile") a.profile = true;
     else if (arg == "--batch" && v) a.batch = std::atoll(argv[++i]);
     else if (arg == "--patch" && v) a.patch = std::atoll(argv[++i]);
     else if (arg == "--stride" && v) a.stride = std::atoll(argv[++i]);

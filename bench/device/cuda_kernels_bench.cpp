@@ -30,7 +30,10 @@ Tensor RandomHost(const Shape& shape, float scale, uint32_t seed) {
 // a planned session), a device output and workspace.
 class CudaNode {
  public:
-  Status Init(std::shared_ptr<Backend> backend, Node node, std::vector<Tensor> host, std::vector<bool> constant) {
+  // channels_last: input 0 and the output are stored [N, ..., C] (the session's FP16
+  // layout), so the kernel runs without layout conversions.
+  Status Init(std::shared_ptr<Backend> backend, Node node, std::vector<Tensor> host, std::vector<bool> constant,
+              bool channels_last = false) {
     backend_ = std::move(backend);
     node_ = std::move(node);
     host_ = std::move(host);
@@ -43,6 +46,7 @@ class CudaNode {
     ShapeContext sctx(node_, ptrs, 17);
     ITKIT_RETURN_IF_ERROR(InferNodeShapes(sctx));
     NodeSignature sig{&node_, descs, sctx.outputs(), 17};
+    if (channels_last) sig.inputs[0].channels_last = sig.outputs[0].channels_last = true;
     std::string reason;
     if (!backend_->Supports(sig, &reason)) return Unsupported("CUDA does not run it: ", reason);
     ITKIT_ASSIGN_OR_RETURN(kernel_, backend_->CreateKernel(sig));
@@ -93,6 +97,13 @@ void Loop(benchmark::State& state, CudaNode& n, double flops, double bytes) {
   if (bytes > 0) state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// f16 copy of an f32 host tensor (random data: the layout does not matter).
+Tensor Half(const Tensor& t) {
+  Tensor h = Tensor::Allocate(DType::kF16, t.shape()).value();
+  for (int64_t i = 0; i < t.size(); ++i) h.data<uint16_t>()[i] = FloatToHalf(t.data<float>()[i]);
+  return h;
+}
+
 std::shared_ptr<Backend> Backend(benchmark::State& state, bool fp16) {
   CudaBackendOptions o;
   o.fp16 = fp16;
@@ -114,22 +125,29 @@ Node MakeNode(const std::string& op, size_t inputs, const std::string& domain = 
   return n;
 }
 
-// Conv 3x3x3, pad 1, C -> C at edge^3 (state.range(0) = fp16, range(1) = C, range(2) = edge).
+// Conv 3x3x3, pad 1, C -> C at edge^3 (state.range(0) = fp16, range(1) = C, range(2) = edge,
+// range(3) = channels-last f16 data without bias: cuDNN alone, as in the FP16 session
+// after drop_conv_bias_before_norm).
 void BM_Conv3x3x3(benchmark::State& state) {
   const bool fp16 = state.range(0) != 0;
   const int64_t C = state.range(1), E = state.range(2);
+  const bool cl = state.range(3) != 0;
   auto backend = Backend(state, fp16);
   if (!backend) return;
-  Node node = MakeNode("Conv", 3);
+  Node node = MakeNode("Conv", cl ? 2 : 3);
   node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
   CudaNode n;
-  Status s = n.Init(backend, node,
-                    {RandomHost({1, C, E, E, E}, 1.0f, 1), RandomHost({C, C, 3, 3, 3}, 0.05f, 2), RandomHost({C}, 0.1f, 3)},
-                    {false, true, true});
+  Status s = cl ? n.Init(backend, node, {Half(RandomHost({1, C, E, E, E}, 1.0f, 1)), Half(RandomHost({C, C, 3, 3, 3}, 0.05f, 2))},
+                         {false, true}, true)
+                : n.Init(backend, node,
+                         {RandomHost({1, C, E, E, E}, 1.0f, 1), RandomHost({C, C, 3, 3, 3}, 0.05f, 2),
+                          RandomHost({C}, 0.1f, 3)},
+                         {false, true, true});
   if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
   Loop(state, n, 2.0 * E * E * E * C * C * 27, 0);
 }
-BENCHMARK(BM_Conv3x3x3)->ArgNames({"fp16", "C", "edge"})->Args({1, 32, 128})->Args({0, 32, 128})->Args({1, 320, 8})
+BENCHMARK(BM_Conv3x3x3)->ArgNames({"fp16", "C", "edge", "cl"})->Args({1, 32, 128, 0})->Args({1, 32, 128, 1})
+    ->Args({0, 32, 128, 0})->Args({1, 64, 64, 1})->Args({1, 320, 8, 0})->Args({1, 320, 8, 1})
     ->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_ConvTranspose2x2x2(benchmark::State& state) {
@@ -149,20 +167,28 @@ void BM_ConvTranspose2x2x2(benchmark::State& state) {
 }
 BENCHMARK(BM_ConvTranspose2x2x2)->ArgNames({"fp16"})->Arg(1)->Arg(0)->UseManualTime()->Unit(benchmark::kMillisecond);
 
+// range(0) = f16 data, range(1) = channels-last.
 void BM_InstanceNormLeakyRelu(benchmark::State& state) {
-  auto backend = Backend(state, false);
+  const bool half = state.range(0) != 0, cl = state.range(1) != 0;
+  auto backend = Backend(state, half);
   if (!backend) return;
   const int64_t C = 32, E = 128;
   Node node = MakeNode("GroupNorm", 3, kItkitDomain);
   node.attrs.SetInt("num_groups", C);
   node.attrs.SetString("activation", "LeakyRelu");
   CudaNode n;
-  Status s = n.Init(backend, node, {RandomHost({1, C, E, E, E}, 1.0f, 1), RandomHost({C}, 1.0f, 2), RandomHost({C}, 0.1f, 3)},
-                    {false, true, true});
+  Tensor x = RandomHost({1, C, E, E, E}, 1.0f, 1), g = RandomHost({C}, 1.0f, 2), b = RandomHost({C}, 0.1f, 3);
+  if (half) {
+    x = Half(x);
+    g = Half(g);
+    b = Half(b);
+  }
+  Status s = n.Init(backend, node, {x, g, b}, {false, true, true}, cl);
   if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
-  Loop(state, n, 0, 3.0 * C * E * E * E * 4);  // two reads and one write of f32
+  Loop(state, n, 0, 3.0 * C * E * E * E * (half ? 2 : 4));  // two reads and one write
 }
-BENCHMARK(BM_InstanceNormLeakyRelu)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_InstanceNormLeakyRelu)->ArgNames({"f16", "cl"})->Args({0, 0})->Args({1, 0})->Args({1, 1})
+    ->UseManualTime()->Unit(benchmark::kMillisecond);
 
 // One batch of 4 windows of 3-class logits (already on the GPU) into a 320x512x512 volume.
 void BM_AccumulateWindows(benchmark::State& state) {

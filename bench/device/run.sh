@@ -91,7 +91,7 @@ fi
 step "export reference U-Net" 90 python3 bench/device/torch_reference.py export --out /tmp/ref_unet.onnx
 if [[ -f /tmp/ref_unet.onnx ]]; then
   step "ours: reference U-Net fp16" 170 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 \
-    --patch 128 --stride 64 --volume 320,512,512 --tuning-cache /tmp/itkit-tuning --json "$OUT/ours_fp16.json"
+    --patch 128 --stride 64 --volume 320,512,512 --tuning-cache /tmp/itkit-tuning --json "$OUT/ours_fp16.json" --profile
 fi
 step "PyTorch eager fp16" 150 python3 bench/device/torch_reference.py bench --batch 4 --patch 128 --stride 64 \
   --volume 320,512,512 --json "$OUT/torch_fp16.json"

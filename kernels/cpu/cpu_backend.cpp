@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cpu/cpu_ops.h"
+#include "itkit/channels_last.h"
 #include "itkit/op_table.h"
 
 namespace itkit {
@@ -44,6 +45,10 @@ class CpuBackend final : public Backend {
   DeviceKind device() const override { return DeviceKind::kCpu; }
 
   bool Supports(const NodeSignature& sig, std::string* reason) const override {
+    if (HasChannelsLast(sig)) {
+      if (reason) *reason = "the CPU kernels read row-major data only";
+      return false;
+    }
     if (FindEntry(*sig.node)) return true;
     if (reason) *reason = "no CPU kernel for " + sig.node->op_type;
     return false;
@@ -52,6 +57,7 @@ class CpuBackend final : public Backend {
   Result<std::unique_ptr<OpKernel>> CreateKernel(const NodeSignature& sig) override {
     const CpuOpEntry* e = FindEntry(*sig.node);
     if (!e) return Unsupported(sig.node->Describe(), ": no CPU kernel");
+    if (HasChannelsLast(sig)) return Unsupported(sig.node->Describe(), ": channels-last data on the CPU");
     auto kernel = e->create(sig);
     if (!kernel.ok()) {
       Status s = kernel.status();

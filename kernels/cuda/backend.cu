@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cuda/common.cuh"
+#include "itkit/channels_last.h"
 #include "itkit/cuda_backend.h"
 #include "itkit/log.h"
 #include "itkit/op_table.h"
@@ -332,14 +333,20 @@ class CudaBackend final : public Backend {
         if (IsFloat(out.dtype) && out.dtype != sig.inputs[0].dtype)
           return Reject(reason, "output ", DTypeName(out.dtype), " differs from input ", DTypeName(sig.inputs[0].dtype));
     }
+    if (HasChannelsLast(sig)) {
+      if (!prefers_channels_last()) return Reject(reason, "channels-last storage is off");
+      return ChannelsLastSupports(*e, sig, *ctx_, reason);
+    }
     return e->supports(sig, *ctx_, reason);
   }
+
+  bool prefers_channels_last() const override { return ctx_->options.fp16 && ctx_->options.channels_last; }
 
   Result<std::unique_ptr<OpKernel>> CreateKernel(const NodeSignature& sig) override {
     const CudaOpEntry* e = FindEntry(*sig.node);
     if (!e) return Unsupported(sig.node->Describe(), ": no CUDA kernel");
     ITKIT_RETURN_IF_ERROR(ctx_->Activate());
-    auto kernel = e->create(sig, ctx_);
+    auto kernel = HasChannelsLast(sig) ? CreateChannelsLastKernel(*e, sig, ctx_) : e->create(sig, ctx_);
     if (!kernel.ok()) {
       const Status s = kernel.status();
       if (s.message().rfind(sig.node->Describe(), 0) == 0) return s;

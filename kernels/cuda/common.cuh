@@ -134,6 +134,13 @@ struct CudaOpEntry {
   CudaCreateFn create;
 };
 
+// Channels-last signatures (channels_last_dispatch.cu): convolutions and norms read the
+// layout themselves, layout-blind ops run their ordinary kernel on the stored shapes.
+bool ChannelsLastSupports(const CudaOpEntry& entry, const NodeSignature& sig, const CudaContext& ctx,
+                          std::string* reason);
+Result<std::unique_ptr<OpKernel>> CreateChannelsLastKernel(const CudaOpEntry& entry, const NodeSignature& sig,
+                                                           const std::shared_ptr<CudaContext>& ctx);
+
 void AppendConvOps(std::vector<CudaOpEntry>& table);         // conv_cudnn.cu
 void AppendNormOps(std::vector<CudaOpEntry>& table);         // norm_act.cu
 void AppendElementwiseOps(std::vector<CudaOpEntry>& table);  // elementwise.cu

@@ -6,14 +6,17 @@
 //  * direct: cuDNN reads and writes the session's NCDHW tensors in their dtype; bias
 //    and activation follow in one in-place pass. FP32 mode (FMA math, or TF32 when
 //    allowed).
-//  * channels-last half (FP16 mode, or f16 tensors): the input is converted to f16
-//    NDHWC in the workspace, cuDNN runs on tensor cores with f32 accumulation on
-//    prepacked f16 KDHWC filters, and one transpose back to NCDHW applies bias and
-//    activation. Values between kernels stay f32 NCDHW (the session plans them so).
+//  * channels-last half (FP16 mode, or f16 tensors): cuDNN runs on f16 NDHWC data on
+//    tensor cores with f32 accumulation on prepacked f16 KDHWC filters. An input or
+//    output the session stores channels-last (ValueDesc::channels_last, the default
+//    in FP16 mode) is read or written in place; an NCDHW one is converted in the
+//    workspace (one tiled transpose, which also applies bias and activation on the
+//    way out). A channels-last f32 value is converted by an elementwise pass.
 //
 // The algorithm is chosen once per shape (timed with cudnnFind*, or cuDNN's heuristic
 // when autotune is off) and remembered in the tuning cache, on disk when configured.
 #include <algorithm>
+#include <type_traits>
 
 #include "cuda/common.cuh"
 #include "itkit/log.h"
@@ -104,6 +107,10 @@ bool ConvSupports(const NodeSignature& sig, const CudaContext& ctx, std::string*
   if (g->n > 65535) return Reject(reason, "batch ", g->n, " > 65535");
   if (ElementCount(sig.outputs[0].shape) == 0 || ElementCount(sig.inputs[0].shape) == 0)
     return Reject(reason, "empty tensor");
+  for (size_t i = 1; i < sig.inputs.size(); ++i)
+    if (sig.inputs[i].channels_last) return Reject(reason, "channels-last weights or bias");
+  if ((sig.inputs[0].channels_last || sig.outputs[0].channels_last) && !sig.inputs[1].constant)
+    return Reject(reason, "channels-last data needs constant weights (the FP16 NDHWC path)");
   return true;
 }
 
@@ -209,6 +216,28 @@ __global__ void BiasActKernel(T* __restrict__ y, int64_t rows, int64_t C, int64_
   }
 }
 
+// out[i] = act(in[i] + bias[i % C]) over channels-last data (C fastest); in == out is
+// fine. Converts between f32 and f16 on the way.
+template <typename Tin, typename Tout>
+__global__ void ChannelsLastEpilogueKernel(const Tin* in, Tout* out, int64_t total, int64_t C,
+                                           const Tout* __restrict__ bias, Act act, float alpha) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float v = ToF(in[i]);
+    if (bias) v += ToF(bias[i % C]);
+    out[i] = FromF<Tout>(ApplyAct(v, act, alpha));
+  }
+}
+
+template <typename Tin, typename Tout>
+Status LaunchChannelsLastEpilogue(const CudaContext& ctx, const Tin* in, Tout* out, int64_t total, int64_t C,
+                                  const Tout* bias, Act act, float alpha) {
+  ChannelsLastEpilogueKernel<Tin, Tout><<<GridFor(total, ctx), kThreads, 0, ctx.stream>>>(in, out, total, C, bias, act,
+                                                                                          alpha);
+  ITKIT_CUDA_CHECK_LAUNCH("ChannelsLastEpilogueKernel");
+  return Status::Ok();
+}
+
 // ---- the kernel -----------------------------------------------------------------------
 
 class ConvKernel final : public OpKernel {
@@ -220,7 +249,18 @@ class ConvKernel final : public OpKernel {
     ITKIT_ASSIGN_OR_RETURN(act_, ParseActivation(*sig.node, &alpha_));
     dtype_ = sig.inputs[0].dtype;
     has_bias_ = sig.inputs.size() > 2 && sig.inputs[2].dtype != DType::kUndefined;
+    in_cl_ = sig.inputs[0].channels_last;
+    out_cl_ = sig.outputs[0].channels_last;
     const Tensor* weights = sig.inputs[1].constant;
+    if (in_cl_ || out_cl_) {
+      // Channels-last data exists only for the NDHWC half path; if cuDNN has no
+      // algorithm for it, the planner offers the row-major form next.
+      if (!weights) return Unsupported("channels-last data needs constant weights");
+      Status s = Configure(/*channels_last_half=*/true);
+      if (s.code() == StatusCode::kOutOfMemory) return s;
+      if (!s.ok()) return Unsupported("no fp16 channels-last cuDNN algorithm: ", s.message());
+      return PackHalfWeights(*weights);
+    }
     const bool want_half = ctx_->options.fp16 || dtype_ == DType::kF16;
     if (want_half && weights) {
       Status s = Configure(/*channels_last_half=*/true);
@@ -273,8 +313,10 @@ class ConvKernel final : public OpKernel {
     ITKIT_RETURN_IF_ERROR(SelectAlgorithm(data == CUDNN_DATA_HALF));
     workspace_ = Align256(algo_workspace_);
     if (half_) {
-      x_half_bytes_ = Align256(static_cast<size_t>(g_.n * g_.cin * g_.in_spatial()) * 2);
-      y_half_bytes_ = Align256(static_cast<size_t>(g_.n * g_.cout * g_.out_spatial()) * 2);
+      // f16 channels-last values are used in place; anything else is converted here.
+      const bool f16 = dtype_ == DType::kF16;
+      x_half_bytes_ = in_cl_ && f16 ? 0 : Align256(static_cast<size_t>(g_.n * g_.cin * g_.in_spatial()) * 2);
+      y_half_bytes_ = out_cl_ && f16 ? 0 : Align256(static_cast<size_t>(g_.n * g_.cout * g_.out_spatial()) * 2);
       workspace_ += x_half_bytes_ + y_half_bytes_;
     }
     return Status::Ok();
@@ -424,13 +466,30 @@ class ConvKernel final : public OpKernel {
       ITKIT_CUDA_CHECK_LAUNCH("BiasActKernel");
       return Status::Ok();
     }
+    constexpr bool kHalf = std::is_same_v<T, __half>;
     auto* xh = reinterpret_cast<__half*>(ws);
     auto* yh = reinterpret_cast<__half*>(ws + x_half_bytes_);
     void* algo_ws = algo_workspace_ ? ws + x_half_bytes_ + y_half_bytes_ : nullptr;
-    // [N][Cin][S] -> [N][S][Cin] f16
-    ITKIT_RETURN_IF_ERROR((LaunchTranspose<T, __half, false>(*ctx_, x, xh, g_.n, g_.cin, g_.in_spatial(), nullptr,
-                                                              Act::kNone, 0.0f)));
-    ITKIT_RETURN_IF_ERROR(Convolve(xh, packed_w_.data, yh, algo_ws));
+    const int64_t x_count = g_.n * g_.cin * g_.in_spatial(), y_count = g_.n * g_.cout * g_.out_spatial();
+    const __half* x_ndhwc = xh;
+    if (!in_cl_) {  // [N][Cin][S] -> [N][S][Cin] f16
+      ITKIT_RETURN_IF_ERROR((LaunchTranspose<T, __half, false>(*ctx_, x, xh, g_.n, g_.cin, g_.in_spatial(), nullptr,
+                                                                Act::kNone, 0.0f)));
+    } else if constexpr (kHalf) {
+      x_ndhwc = x;
+    } else {
+      ITKIT_RETURN_IF_ERROR((LaunchChannelsLastEpilogue<T, __half>(*ctx_, x, xh, x_count, g_.cin, nullptr, Act::kNone,
+                                                                    0.0f)));
+    }
+    if (out_cl_ && kHalf) {  // cuDNN writes the output itself; bias + activation in place
+      __half* yo = reinterpret_cast<__half*>(y);
+      ITKIT_RETURN_IF_ERROR(Convolve(x_ndhwc, packed_w_.data, yo, algo_ws));
+      if (!bias && act_ == Act::kNone) return Status::Ok();
+      return LaunchChannelsLastEpilogue<__half, __half>(*ctx_, yo, yo, y_count, g_.cout,
+                                                        reinterpret_cast<const __half*>(bias), act_, alpha_);
+    }
+    ITKIT_RETURN_IF_ERROR(Convolve(x_ndhwc, packed_w_.data, yh, algo_ws));
+    if (out_cl_) return LaunchChannelsLastEpilogue<__half, T>(*ctx_, yh, y, y_count, g_.cout, bias, act_, alpha_);
     // [N][S][Cout] f16 -> [N][Cout][S] with bias + activation
     return LaunchTranspose<__half, T, true>(*ctx_, yh, y, g_.n, g_.out_spatial(), g_.cout, bias, act_, alpha_);
   }
@@ -440,7 +499,7 @@ class ConvKernel final : public OpKernel {
   DType dtype_ = DType::kF32;
   Act act_ = Act::kNone;
   float alpha_ = 0.01f;
-  bool has_bias_ = false, half_ = false;
+  bool has_bias_ = false, half_ = false, in_cl_ = false, out_cl_ = false;
   std::unique_ptr<Descriptors> d_;
   int algo_ = 0;
   cudnnMathType_t math_ = CUDNN_DEFAULT_MATH;

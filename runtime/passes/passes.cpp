@@ -18,6 +18,8 @@ const std::vector<PassInfo>& AllPasses() {
        passes::FuseNormActivation},
       {"fuse_norm_residual", "GroupNorm -> Add(skip of the same shape) [-> activation] becomes one GroupNorm",
        passes::FuseNormResidual},
+      {"drop_conv_bias_before_norm", "drops the bias of a Conv read only by a per-channel norm (its mean removes it)",
+       passes::DropConvBiasBeforeNorm},
       {"fuse_conv_activation", "Conv (+bias) followed by an activation becomes FusedConv", passes::FuseConvActivation},
       {"eliminate_dead_nodes", "removes nodes whose outputs nobody reads", passes::EliminateDeadNodes},
       {"fuse_elementwise", "chains of 2-16 elementwise float ops become one FusedElementwise (after the others)",

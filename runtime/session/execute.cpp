@@ -2,6 +2,8 @@
 // then runs each step's kernel (or device copy) in order. Runs of kernel steps on a
 // backend that records (CUDA Graphs) run plainly once, are recorded on the second
 // run and replayed from then on.
+#include <chrono>
+
 #include "itkit/log.h"
 #include "session/plan.h"
 
@@ -61,10 +63,21 @@ Status RunSegment(Plan::Segment& seg, Plan& plan, Backend& backend, std::vector<
   return RunStepsPlainly(plan, seg.first_step, seg.end_step, bound, pool);
 }
 
+// The profile key of a step: its op type, marked when the planner inserted it.
+std::string ProfileKey(const PlanStep& step, const Plan& plan) {
+  if (!step.node) return step.copy_from_backend == step.backend ? "copy on device" : "copy between devices";
+  const Node& node = *step.node;
+  std::string key = node.domain.empty() ? node.op_type : node.domain + "." + node.op_type;
+  for (const Node& inserted : plan.owned_nodes)
+    if (&inserted == &node) return key + (node.op_type == "Cast" ? " (storage)" : " (layout)");
+  return key;
+}
+
 }  // namespace
 
 Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& backends, ThreadPool* pool,
-                   const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs, bool record_steps) {
+                   const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs, bool record_steps,
+                   bool profile_steps) {
   std::vector<Tensor> bound(plan.values.size());
   for (size_t id = 0; id < plan.values.size(); ++id) {
     const PlanValue& v = plan.values[id];
@@ -90,9 +103,24 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
     }
   }
   size_t next_segment = 0;
+  using Clock = std::chrono::steady_clock;
+  if (profile_steps)
+    for (const auto& backend : backends) ITKIT_RETURN_IF_ERROR(backend->Synchronize());
+  Clock::time_point step_start = Clock::now();
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     PlanStep& step = plan.steps[i];
-    if (next_segment < plan.segments.size() && plan.segments[next_segment].first_step == i) {
+    if (profile_steps && i > 0) {  // the previous step, synchronised
+      const PlanStep& prev = plan.steps[i - 1];
+      ITKIT_RETURN_IF_ERROR(backends[prev.backend]->Synchronize());
+      if (!prev.node && prev.copy_from_backend != prev.backend)
+        ITKIT_RETURN_IF_ERROR(backends[prev.copy_from_backend]->Synchronize());
+      const Clock::time_point now = Clock::now();
+      StepTime& t = plan.profile[ProfileKey(prev, plan)];
+      ++t.count;
+      t.seconds += std::chrono::duration<double>(now - step_start).count();
+      step_start = now;
+    }
+    if (!profile_steps && next_segment < plan.segments.size() && plan.segments[next_segment].first_step == i) {
       Plan::Segment& seg = plan.segments[next_segment++];
       ITKIT_RETURN_IF_ERROR(RunSegment(seg, plan, *backends[seg.backend], bound, pool, record_steps));
       i = seg.end_step - 1;
@@ -113,6 +141,11 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
     ITKIT_RETURN_IF_ERROR(RunKernelStep(step, plan, bound, pool));
   }
   for (const auto& backend : backends) ITKIT_RETURN_IF_ERROR(backend->Synchronize());
+  if (profile_steps && !plan.steps.empty()) {
+    StepTime& t = plan.profile[ProfileKey(plan.steps.back(), plan)];
+    ++t.count;
+    t.seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
+  }
 
   outputs.clear();
   std::vector<bool> handed_out(plan.values.size(), false);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ struct PlanValue {
   int first_step = -1, last_step = -1;  // lifetime in steps (intermediates)
   int graph_input_index = -1, graph_output_index = -1;
   bool half_of_f32 = false;      // f32 by shape inference, stored as f16 (dtype kF16)
+  bool channels_last = false;    // `shape` [N, C, ...] stored as [N, ..., C] (channels_last.h)
 };
 
 struct PlanStep {
@@ -51,7 +53,7 @@ class Plan {
   std::vector<size_t> arena_bytes;
   std::deque<Tensor> owned_constants;  // folded at plan time or uploaded to devices
   std::vector<std::unique_ptr<Tensor>> scratch_outputs;  // unused optional outputs
-  std::deque<Node> owned_nodes;  // Casts inserted for f16 storage
+  std::deque<Node> owned_nodes;  // Casts and Transposes inserted for f16 / channels-last storage
   PlanStats stats;
   // CUDA Graph-style recordings of runs of kernel steps (see Backend::CanRecord).
   struct Segment {
@@ -62,6 +64,7 @@ class Plan {
     std::unique_ptr<StepRecording> recording;
   };
   std::vector<Segment> segments;
+  std::map<std::string, StepTime> profile;  // SessionOptions::profile_steps
 };
 
 struct PlanInputs {
@@ -88,7 +91,7 @@ bool IsShapeValuedInput(const Tensor& t);
 Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<const Tensor*>& inputs);
 Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& backends, ThreadPool* pool,
                    const std::vector<const Tensor*>& inputs, std::vector<Tensor>& outputs,
-                   bool record_steps = true);
+                   bool record_steps = true, bool profile_steps = false);
 
 // Greedy best-fit offsets for buffers with lifetimes; returns the arena size.
 struct BufferLifetime {

@@ -4,6 +4,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "itkit/channels_last.h"
 #include "itkit/log.h"
 #include "itkit/op_table.h"
 #include "session/plan.h"
@@ -53,6 +54,7 @@ struct Builder {
   size_t cpu;  // index of the CPU backend
   std::map<std::pair<int, DType>, int> cast_of;  // (value, dtype) → its Cast, same backend
   std::map<int, int> half_constant;  // f32 constant → its f16 copy, -1 when out of range
+  std::map<std::pair<int, bool>, int> layout_of;  // (value, channels_last) → its Transpose
 
   int AddValue(PlanValue v) {
     plan.values.push_back(std::move(v));
@@ -86,10 +88,12 @@ struct Builder {
     cast.outputs = {cast.name};
     cast.attrs.SetInt("to", OnnxCodeOf(to));
     if (to != DType::kF16 && to != DType::kF32) return Internal("storage casts are between f32 and f16");
+    // Elementwise: a channels-last value is cast as its stored shape.
+    const Shape stored = from.channels_last ? ChannelsLastStoredShape(from.shape) : from.shape;
     NodeSignature sig;
     sig.node = &cast;
-    sig.inputs = {ValueDesc{from.dtype, from.shape, nullptr}};
-    sig.outputs = {ValueDesc{to, from.shape, nullptr}};
+    sig.inputs = {ValueDesc{from.dtype, stored, nullptr}};
+    sig.outputs = {ValueDesc{to, stored, nullptr}};
     sig.opset = in.graph->onnx_opset();
     Backend& backend = *(*in.backends)[from.backend];
     Result<std::unique_ptr<OpKernel>> kernel = Unsupported("no Cast on ", backend.name());
@@ -113,6 +117,7 @@ struct Builder {
     v.shape = from.shape;
     v.backend = from.backend;
     v.half_of_f32 = to == DType::kF16;
+    v.channels_last = from.channels_last;
     const int cast_id = AddValue(std::move(v));
     step.outputs = {cast_id};
     plan.steps.push_back(std::move(step));
@@ -120,7 +125,65 @@ struct Builder {
     return cast_id;
   }
 
-  // `id`'s value as `dtype` on `backend`; the cast runs on the device side of a copy.
+  // `id`'s value in the other layout (channels-last <-> row-major), by a Transpose step
+  // on the backend that holds it.
+  Result<int> LayoutOn(int id, bool channels_last) {
+    const PlanValue from = plan.values[static_cast<size_t>(id)];  // copy: AddValue reallocates
+    if (from.channels_last == channels_last) return id;
+    const auto key = std::make_pair(id, channels_last);
+    if (auto it = layout_of.find(key); it != layout_of.end()) return it->second;
+    const int rank = static_cast<int>(from.shape.size());
+    Node& t = plan.owned_nodes.emplace_back();
+    t.name = from.name + (channels_last ? "/to_channels_last" : "/to_row_major");
+    t.op_type = "Transpose";
+    t.inputs = {from.name};
+    t.outputs = {t.name};
+    t.attrs.SetInts("perm", channels_last ? ToChannelsLastPerm(rank) : FromChannelsLastPerm(rank));
+    const Shape stored = ChannelsLastStoredShape(from.shape);
+    NodeSignature sig;
+    sig.node = &t;
+    sig.inputs = {ValueDesc{from.dtype, channels_last ? from.shape : stored, nullptr}};
+    sig.outputs = {ValueDesc{from.dtype, channels_last ? stored : from.shape, nullptr}};
+    sig.opset = in.graph->onnx_opset();
+    Backend& backend = *(*in.backends)[from.backend];
+    std::string reason;
+    if (!backend.Supports(sig, &reason))
+      return Internal(backend.name(), " holds channels-last data but cannot transpose '", from.name, "': ", reason);
+    ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<OpKernel> kernel, backend.CreateKernel(sig));
+    PlanStep step;
+    step.node = &t;
+    step.backend = from.backend;
+    step.kernel = std::move(kernel);
+    step.workspace_bytes = step.kernel->workspace_bytes();
+    step.inputs = {id};
+    PlanValue v;
+    v.name = t.name;
+    v.dtype = from.dtype;
+    v.shape = from.shape;
+    v.backend = from.backend;
+    v.half_of_f32 = from.half_of_f32;
+    v.channels_last = channels_last;
+    const int out_id = AddValue(std::move(v));
+    step.outputs = {out_id};
+    plan.steps.push_back(std::move(step));
+    ++plan.stats.layout_transposes;
+    layout_of[key] = out_id;
+    return out_id;
+  }
+
+  // `id`'s value as `dtype` in the given layout on `backend`. Casts run on the device
+  // side of a copy; a channels-last value becomes row-major before it leaves its
+  // device, a row-major one channels-last after it arrives.
+  Result<int> Prepare(int id, DType dtype, size_t backend, bool channels_last) {
+    if (plan.values[static_cast<size_t>(id)].channels_last && !channels_last) {
+      ITKIT_ASSIGN_OR_RETURN(id, LayoutOn(id, false));
+    }
+    ITKIT_ASSIGN_OR_RETURN(int ready, Prepare(id, dtype, backend));
+    if (channels_last) return LayoutOn(ready, true);
+    return ready;
+  }
+
+  // `id`'s value as `dtype` on `backend`, layout unchanged.
   Result<int> Prepare(int id, DType dtype, size_t backend) {
     const PlanValue& v = plan.values[static_cast<size_t>(id)];
     if (v.dtype == dtype || dtype == DType::kUndefined) return OnBackend(id, backend);
@@ -193,6 +256,39 @@ struct Builder {
       any = true;
     }
     return any;
+  }
+
+  // One way to run a node: its signature, the value ids it reads and how each must be
+  // stored (dtype, layout).
+  struct Form {
+    NodeSignature sig;
+    std::vector<int> inputs;
+    std::vector<DType> dtypes;
+    std::vector<bool> channels_last;
+  };
+
+  // `f` with the channels-last storage `layout` names (itkit/channels_last.h). False
+  // when it does not apply: no input is channels-last yet (except for convolutions,
+  // which convert anyway), a data input is a constant, or the node writes a graph
+  // output (only convolutions write it row-major from channels-last inputs).
+  bool MakeChannelsLastForm(const ChannelsLastForm& layout, Form& f) const {
+    bool any_channels_last = false;
+    for (size_t i = 0; i < f.inputs.size(); ++i) {
+      if (!layout.inputs[i]) continue;
+      if (f.inputs[i] < 0) return false;
+      const PlanValue& v = plan.values[static_cast<size_t>(f.inputs[i])];
+      if (v.kind == PlanValue::Kind::kConstant) return false;
+      any_channels_last = any_channels_last || v.channels_last;
+    }
+    if (!any_channels_last && !layout.converts_inputs) return false;
+    const bool graph_output = ProducesGraphOutput(*f.sig.node);
+    if (graph_output && !layout.converts_inputs) return false;
+    for (size_t i = 0; i < f.inputs.size(); ++i) {
+      f.sig.inputs[i].channels_last = layout.inputs[i];
+      f.channels_last[i] = layout.inputs[i];
+    }
+    for (size_t o = 0; o < f.sig.outputs.size(); ++o) f.sig.outputs[o].channels_last = layout.outputs[o] && !graph_output;
+    return true;
   }
 
   // Runs a node whose inputs are all known on the CPU now and keeps its outputs as constants.
@@ -277,6 +373,8 @@ struct Builder {
     copy.dtype = v.dtype;
     copy.shape = v.shape;
     copy.backend = backend;
+    copy.channels_last = v.channels_last;
+    copy.half_of_f32 = v.half_of_f32;
     if (v.kind == PlanValue::Kind::kConstant && v.backend == cpu) {
       // Weights are uploaded once per plan, not per run.
       ITKIT_ASSIGN_OR_RETURN(DeviceBuffer buf, target.Allocate(v.constant->bytes()));
@@ -341,42 +439,52 @@ struct Builder {
 
     // Placement: the first backend that supports the node and compiles a kernel for
     // it; a device backend's Unsupported falls through to the next, the CPU last. A
-    // backend that prefers f16 storage is offered the f16 form first.
+    // backend that prefers f16 storage is offered the f16 form first, one that
+    // prefers channels-last the channels-last variant of each form first.
     size_t chosen = cpu;
     std::unique_ptr<OpKernel> kernel;
-    NodeSignature chosen_sig;
-    std::vector<int> chosen_inputs = input_ids;
-    std::vector<DType> input_dtypes(input_ids.size(), DType::kUndefined);
-    for (size_t i = 0; i < input_ids.size(); ++i) input_dtypes[i] = sig.inputs[i].dtype;
+    Form chosen_form;
     const bool half_candidate = StoresHalfSafely(node) && !ProducesGraphOutput(node);
+    ChannelsLastForm layout;
+    const bool layout_candidate = ChannelsLastCandidate(sig, &layout);
     for (size_t b = 0; b < in.backends->size() && !kernel; ++b) {
       Backend& backend = *(*in.backends)[b];
-      HalfForm half;
-      bool try_half = false;
+      std::vector<Form> forms;
+      Form plain{sig, input_ids, {}, std::vector<bool>(input_ids.size(), false)};
+      for (size_t i = 0; i < input_ids.size(); ++i) plain.dtypes.push_back(sig.inputs[i].dtype);
       if (half_candidate && backend.prefers_half_storage()) {
-        ITKIT_ASSIGN_OR_RETURN(try_half, MakeHalfForm(sig, input_ids, half));
+        HalfForm half;
+        ITKIT_ASSIGN_OR_RETURN(bool try_half, MakeHalfForm(sig, input_ids, half));
+        if (try_half) forms.push_back(Form{half.sig, half.inputs, half.dtypes, plain.channels_last});
       }
-      for (const NodeSignature* candidate : {try_half ? &half.sig : nullptr, &sig}) {
-        if (!candidate) continue;
+      forms.push_back(plain);
+      if (layout_candidate && backend.prefers_channels_last()) {
+        std::vector<Form> with_layout;
+        for (const Form& f : forms) {
+          Form cl = f;
+          if (MakeChannelsLastForm(layout, cl)) with_layout.push_back(std::move(cl));
+          with_layout.push_back(f);
+        }
+        forms = std::move(with_layout);
+      }
+      for (size_t k = 0; k < forms.size(); ++k) {
+        const Form& candidate = forms[k];
+        const bool last = k + 1 == forms.size();
         std::string reason;
-        if (!backend.Supports(*candidate, &reason)) {
+        if (!backend.Supports(candidate.sig, &reason)) {
           if (b != cpu) LogDebug(backend.name(), " does not run ", node.Describe(), ": ", reason);
           continue;
         }
-        auto created = backend.CreateKernel(*candidate);
+        auto created = backend.CreateKernel(candidate.sig);
         if (!created.ok()) {
-          const bool fatal = candidate == &sig && (b == cpu || created.status().code() != StatusCode::kUnsupported);
+          const bool fatal = last && (b == cpu || created.status().code() != StatusCode::kUnsupported);
           if (fatal) return created.status();
           LogDebug(backend.name(), " declined ", node.Describe(), ": ", created.status().message());
           continue;
         }
         kernel = std::move(created).value();
         chosen = b;
-        chosen_sig = *candidate;
-        if (candidate == &half.sig) {
-          chosen_inputs = half.inputs;
-          input_dtypes = half.dtypes;
-        }
+        chosen_form = candidate;
         break;
       }
     }
@@ -385,21 +493,23 @@ struct Builder {
     step.node = &node;
     step.backend = chosen;
     step.kernel = std::move(kernel);
-    for (size_t i = 0; i < chosen_inputs.size(); ++i) {
-      if (chosen_inputs[i] < 0) {
+    for (size_t i = 0; i < chosen_form.inputs.size(); ++i) {
+      if (chosen_form.inputs[i] < 0) {
         step.inputs.push_back(-1);
         continue;
       }
-      ITKIT_ASSIGN_OR_RETURN(int local, Prepare(chosen_inputs[i], input_dtypes[i], chosen));
+      ITKIT_ASSIGN_OR_RETURN(int local, Prepare(chosen_form.inputs[i], chosen_form.dtypes[i], chosen,
+                                                chosen_form.channels_last[i]));
       step.inputs.push_back(local);
     }
     step.workspace_bytes = step.kernel->workspace_bytes();
     for (size_t o = 0; o < node.outputs.size(); ++o) {
       PlanValue v;
       v.name = node.outputs[o];
-      v.dtype = chosen_sig.outputs[o].dtype;
+      v.dtype = chosen_form.sig.outputs[o].dtype;
       v.half_of_f32 = v.dtype == DType::kF16 && sig.outputs[o].dtype == DType::kF32;
-      v.shape = chosen_sig.outputs[o].shape;
+      v.channels_last = chosen_form.sig.outputs[o].channels_last;
+      v.shape = chosen_form.sig.outputs[o].shape;
       v.backend = chosen;
       v.bytes = static_cast<size_t>(ElementCount(v.shape)) * DTypeSize(v.dtype);
       const int id = AddValue(std::move(v));
@@ -531,6 +641,9 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
     auto it = b.id_of.find(graph.outputs[o].name);
     if (it == b.id_of.end()) return InvalidArgument("graph output '", graph.outputs[o].name, "' is never produced");
     int id = it->second;
+    if (plan->values[static_cast<size_t>(id)].channels_last) {
+      ITKIT_ASSIGN_OR_RETURN(id, b.LayoutOn(id, false));
+    }
     if (plan->values[static_cast<size_t>(id)].half_of_f32) {
       ITKIT_ASSIGN_OR_RETURN(id, b.CastOn(id, DType::kF32));
     }
@@ -602,9 +715,11 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
   for (const auto& [name, tensor] : graph.initializers) stats.constant_bytes += tensor.bytes();
   for (const Tensor& t : plan->owned_constants) stats.constant_bytes += t.bytes();
   stats.num_steps = plan->steps.size();
-  stats.storage_casts = plan->owned_nodes.size();
-  for (const PlanValue& v : plan->values)
+  stats.storage_casts = plan->owned_nodes.size() - stats.layout_transposes;
+  for (const PlanValue& v : plan->values) {
     if (v.half_of_f32 && v.kind != PlanValue::Kind::kConstant) ++stats.f16_values;
+    if (v.channels_last) ++stats.channels_last_values;
+  }
   FindRecordableSegments(*plan, *in.backends);
   for (const PlanStep& step : plan->steps)
     ++stats.steps_per_backend[std::string((*in.backends)[step.backend]->name())];

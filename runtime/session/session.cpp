@@ -58,7 +58,8 @@ Result<std::vector<Tensor>> Session::Run(const std::vector<Tensor>& inputs, cons
   for (const Tensor& t : inputs) ptrs.push_back(&t);
   ITKIT_ASSIGN_OR_RETURN(Plan * plan, PlanFor(ptrs, run_options));
   std::vector<Tensor> outputs;
-  ITKIT_RETURN_IF_ERROR(ExecutePlan(*plan, backends_, pool_.get(), ptrs, outputs, options_.record_steps));
+  ITKIT_RETURN_IF_ERROR(ExecutePlan(*plan, backends_, pool_.get(), ptrs, outputs, options_.record_steps,
+                                    options_.profile_steps));
   return outputs;
 }
 
@@ -92,6 +93,16 @@ Result<PlanStats> Session::StatsFor(const std::vector<Shape>& input_shapes) {
   for (const Tensor& t : probes) ptrs.push_back(&t);
   ITKIT_ASSIGN_OR_RETURN(Plan * plan, PlanFor(ptrs, RunOptions{}));
   return plan->stats;
+}
+
+std::map<std::string, StepTime> Session::StepProfile() const {
+  std::map<std::string, StepTime> total;
+  for (const auto& entry : plans_)
+    for (const auto& [key, t] : entry.second->profile) {
+      total[key].count += t.count;
+      total[key].seconds += t.seconds;
+    }
+  return total;
 }
 
 }  // namespace itkit

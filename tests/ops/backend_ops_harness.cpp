@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "itkit/channels_last.h"
 #include "itkit/op_table.h"
 #include "itkit/thread_pool.h"
 
@@ -32,7 +33,15 @@ Result<Tensor> PoisonHost(DType dtype, const Shape& shape) {
 struct Executed {
   std::vector<Tensor> outputs;  // host
   std::string unsupported;      // non-empty: the implementation declined the case
+  bool no_channels_last_form = false;
 };
+
+// `t` (logical shape) in channels-last storage, still labelled with its logical shape.
+Tensor StoredChannelsLast(const Tensor& t) {
+  Tensor out = Tensor::Allocate(t.dtype(), t.shape()).value();
+  ToChannelsLast(t.raw(), out.raw(), t.shape(), DTypeSize(t.dtype()));
+  return out;
+}
 
 Result<Executed> Execute(const Impl& impl, const OpCase& c) {
   Executed result;
@@ -52,6 +61,16 @@ Result<Executed> Execute(const Impl& impl, const OpCase& c) {
   sig.inputs = descs;
   sig.outputs = sctx.outputs();
   sig.opset = c.opset;
+  if (impl.channels_last) {
+    ChannelsLastForm form;
+    if (!ChannelsLastCandidate(sig, &form)) {
+      result.no_channels_last_form = true;
+      result.unsupported = "no channels-last form";
+      return result;
+    }
+    for (size_t i = 0; i < sig.inputs.size(); ++i) sig.inputs[i].channels_last = form.inputs[i];
+    for (size_t o = 0; o < sig.outputs.size(); ++o) sig.outputs[o].channels_last = form.outputs[o];
+  }
   Backend& backend = *impl.backend;
   if (!impl.make) {
     std::string reason;
@@ -72,13 +91,14 @@ Result<Executed> Execute(const Impl& impl, const OpCase& c) {
   std::vector<Tensor> inputs(c.inputs.size());
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     if (!c.inputs[i].defined()) continue;
+    const Tensor host = sig.inputs[i].channels_last ? StoredChannelsLast(c.inputs[i]) : c.inputs[i];
     if (on_host) {
-      inputs[i] = c.inputs[i];
+      inputs[i] = host;
       continue;
     }
-    ITKIT_ASSIGN_OR_RETURN(DeviceBuffer buf, backend.Allocate(c.inputs[i].bytes()));
-    inputs[i] = Tensor::Wrap(c.inputs[i].dtype(), c.inputs[i].shape(), buf.owner, buf.data, backend.device());
-    ITKIT_RETURN_IF_ERROR(backend.CopyFromHost(c.inputs[i], inputs[i]));
+    ITKIT_ASSIGN_OR_RETURN(DeviceBuffer buf, backend.Allocate(host.bytes()));
+    inputs[i] = Tensor::Wrap(host.dtype(), host.shape(), buf.owner, buf.data, backend.device());
+    ITKIT_RETURN_IF_ERROR(backend.CopyFromHost(host, inputs[i]));
   }
   std::vector<Tensor> outputs;
   for (size_t o = 0; o < node.outputs.size(); ++o) {
@@ -113,13 +133,18 @@ Result<Executed> Execute(const Impl& impl, const OpCase& c) {
   kc.pool = &Pool();
   ITKIT_RETURN_IF_ERROR(kernel->Run(kc));
   ITKIT_RETURN_IF_ERROR(backend.Synchronize());
-  for (Tensor& t : outputs) {
-    if (on_host) {
-      result.outputs.push_back(t);
-      continue;
+  for (size_t o = 0; o < outputs.size(); ++o) {
+    Tensor& t = outputs[o];
+    Tensor host = t;
+    if (!on_host) {
+      ITKIT_ASSIGN_OR_RETURN(host, Tensor::Allocate(t.dtype(), t.shape()));
+      ITKIT_RETURN_IF_ERROR(backend.CopyToHost(t, host));
     }
-    ITKIT_ASSIGN_OR_RETURN(Tensor host, Tensor::Allocate(t.dtype(), t.shape()));
-    ITKIT_RETURN_IF_ERROR(backend.CopyToHost(t, host));
+    if (sig.outputs[o].channels_last) {
+      ITKIT_ASSIGN_OR_RETURN(Tensor row_major, Tensor::Allocate(host.dtype(), host.shape()));
+      FromChannelsLast(host.raw(), row_major.raw(), host.shape(), DTypeSize(host.dtype()));
+      host = std::move(row_major);
+    }
     result.outputs.push_back(std::move(host));
   }
   return result;
@@ -206,7 +231,7 @@ CaseResult RunCase(const Impl& impl, const Impl& ref, const OpCase& c) {
   }
   if (!got->unsupported.empty()) {
     // A backend that silently declined everything would otherwise pass.
-    r.outcome = impl.require_support && c.core ? Outcome::kFail : Outcome::kSkip;
+    r.outcome = impl.require_support && c.core && !got->no_channels_last_form ? Outcome::kFail : Outcome::kSkip;
     r.detail = "unsupported: " + got->unsupported;
     return r;
   }

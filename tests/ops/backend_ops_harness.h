@@ -40,6 +40,10 @@ struct Impl {
   double matrix_tol = 1e-4;          // error bound for `matrix` cases (FP32: accumulation order)
   double mismatch_tol = 0.0;         // integer outputs computed from lower-precision values
   bool require_support = false;      // declining a `core` case is a failure, not a skip
+  // Run each case in its channels-last form (itkit/channels_last.h): the tagged inputs
+  // are uploaded as [N, ..., C], the tagged outputs read back from it. Cases without
+  // such a form are skipped.
+  bool channels_last = false;
 };
 
 enum class Outcome { kPass, kFail, kSkip };

@@ -80,10 +80,25 @@ TEST(BackendOps, CpuRunsEveryCase) {
   EXPECT_GT(s.passed, static_cast<int>(Cases().size() * 3 / 4));
 }
 
+// Every case with a channels-last form, in that form, on the CPU's channels-last
+// emulation: checks the harness's conversions and the layout policy's forms (a form
+// that tagged an input whose meaning depends on the layout would fail here).
+TEST(BackendOps, ChannelsLastFormsOnTheCpuEmulation) {
+  Impl cl;
+  cl.name = "cpu-cl";
+  cl.backend = CreateChannelsLastCpuBackend(true);  // runs the f16 cases through f32 kernels
+  cl.channels_last = true;
+  cl.require_support = true;
+  const Summary s = RunAll(cl, CpuImpl(), Cases());
+  EXPECT_EQ(s.failed, 0) << "first failure: " << (s.failures.empty() ? "" : s.failures[0]);
+  EXPECT_GT(s.passed, 50);  // convolutions, norms, elementwise and concat cases
+}
+
 struct CudaConfig {
   const char* name;
   bool fp16, tf32;
   double matrix_tol;  // conv / matmul error bound in this precision
+  bool channels_last = false;  // run each case's channels-last form (FP16 mode's layout)
 };
 
 class CudaOps : public ::testing::TestWithParam<CudaConfig> {};
@@ -105,6 +120,7 @@ TEST_P(CudaOps, MatchCpu) {
   impl.backend = *backend;
   impl.matrix_tol = cfg.matrix_tol;
   impl.require_support = true;
+  impl.channels_last = cfg.channels_last;
   const Summary s = RunAll(impl, CpuImpl(), Cases());
   EXPECT_EQ(s.failed, 0) << "seed " << Seed() << "; first failure: " << (s.failures.empty() ? "" : s.failures[0]);
   EXPECT_GT(s.passed, 0);
@@ -113,7 +129,8 @@ TEST_P(CudaOps, MatchCpu) {
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaOps,
                          ::testing::Values(CudaConfig{"cuda-fp32", false, false, 2e-4},
                                            CudaConfig{"cuda-tf32", false, true, 5e-3},
-                                           CudaConfig{"cuda-fp16", true, false, 1e-2}),
+                                           CudaConfig{"cuda-fp16", true, false, 1e-2},
+                                           CudaConfig{"cuda-fp16-cl", true, false, 1e-2, true}),
                          [](const ::testing::TestParamInfo<CudaConfig>& info) {
                            std::string n = info.param.name;
                            for (char& ch : n)

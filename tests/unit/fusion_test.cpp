@@ -1,19 +1,22 @@
-// The fusion passes fuse_norm_residual and fuse_elementwise on hand-built graphs: what
-// they match and what they leave alone, and the fused graphs' outputs against the same
-// graphs with the fusions disabled (SessionOptions::disabled_passes) and against
-// hand-derived values. (PyTorch references: the zoo's op_resenc_block / mednext cases.)
+// The fusion passes fuse_norm_residual, fuse_elementwise and drop_conv_bias_before_norm
+// on hand-built graphs: what they match and what they leave alone, and the fused graphs'
+// outputs against the same graphs with the fusions (or every pass) disabled
+// (SessionOptions::disabled_passes) and against hand-derived values. (PyTorch
+// references: the zoo's op_resenc_block / mednext cases.)
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
 #include "itkit/fused_elementwise.h"
+#include "itkit/passes.h"
 #include "itkit/session.h"
 
 namespace itkit {
 namespace {
 
-const std::vector<std::string> kAllFusions = {"fuse_norm_activation", "fuse_norm_residual", "fuse_conv_activation",
+const std::vector<std::string> kAllFusions = {"fuse_norm_activation", "fuse_norm_residual",
+                                              "drop_conv_bias_before_norm", "fuse_conv_activation",
                                               "fuse_elementwise"};
 
 Tensor Random(Shape shape, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
@@ -283,6 +286,206 @@ TEST(FuseNormResidual, MatchesTheUnfusedGraph) {
     ASSERT_FALSE(fused.empty());
     for (size_t i = 0; i < fused.size(); ++i) EXPECT_LT(RelativeError(fused[i], plain[i]), 2e-6);
   }
+}
+
+// ---- drop_conv_bias_before_norm --------------------------------------------------------
+
+std::vector<std::string> EveryPass() {
+  std::vector<std::string> names;
+  for (const PassInfo& p : AllPasses()) names.push_back(p.name);
+  return names;
+}
+
+struct ConvNormSpec {
+  std::string conv = "Conv";                   // or "ConvTranspose" (group 2), "FusedConv" (itkit)
+  std::string fused_act;                       // FusedConv's `activation` ("" = none)
+  std::string norm = "InstanceNormalization";  // or "GroupNorm" (itkit)
+  int64_t groups = 6;                          // GroupNorm's num_groups (6 = one channel each)
+  std::string between;                         // an activation between conv and norm
+  bool second_reader = false;                  // a Sigmoid (second graph output) also reads the conv
+  bool conv_is_output = false;                 // the conv output is also a graph output
+};
+
+// x [N,4,D,H,W] -> conv (6 output channels, with bias) [-> act] -> norm -> y.
+Model ConvNormModel(const ConvNormSpec& sp, uint32_t seed = 7) {
+  std::mt19937 rng(seed);
+  Builder b;
+  b.Input("x", {Dim{-1, "N"}, Dim{4, ""}, Dim{-1, "D"}, Dim{-1, "H"}, Dim{-1, "W"}});
+  const bool transpose = sp.conv == "ConvTranspose";
+  // ConvTranspose's W is [C_in, C_out / group, k...]: 3 x group 2 = 6 channels, neither
+  // dim being 6, so the pass must read C as dim 1 x group.
+  b.g().initializers["w"] =
+      transpose ? Random({4, 3, 3, 3, 3}, rng, -0.3f, 0.3f) : Random({6, 4, 3, 3, 3}, rng, -0.3f, 0.3f);
+  // Large against the conv's spread: dropping it where it matters shows in the output.
+  b.g().initializers["cb"] = Random({6}, rng, -2.0f, 2.0f);
+  b.g().initializers["s"] = Random({6}, rng, 0.5f, 1.5f);
+  b.g().initializers["t"] = Random({6}, rng, -0.3f, 0.3f);
+  Node& conv = b.Add(sp.conv, {"x", "w", "cb"}, "c");
+  conv.attrs.SetInts("kernel_shape", {3, 3, 3});
+  conv.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
+  if (transpose) conv.attrs.SetInt("group", 2);
+  if (sp.conv == "FusedConv") {
+    conv.domain = kItkitDomain;
+    conv.attrs.SetString("activation", sp.fused_act);
+  }
+  std::string norm_in = "c";
+  if (!sp.between.empty()) {
+    Node& act = b.Add(sp.between, {"c"}, "a");
+    if (sp.between == "LeakyRelu") act.attrs.SetFloat("alpha", 0.1f);
+    norm_in = "a";
+  }
+  Node& norm = b.Add(sp.norm, {norm_in, "s", "t"}, "y");
+  if (sp.norm == "GroupNorm") {
+    norm.domain = kItkitDomain;
+    norm.attrs.SetInt("num_groups", sp.groups);
+  }
+  b.Output("y");
+  if (sp.second_reader) {
+    b.Add("Sigmoid", {"c"}, "z");
+    b.Output("z");
+  }
+  if (sp.conv_is_output) b.Output("c");
+  return b.m;
+}
+
+// The one conv-family node of the session's graph.
+const Node* ConvOf(const Session& s) {
+  const Node* found = nullptr;
+  for (const Node& n : s.model().graph.nodes) {
+    if (n.op_type != "Conv" && n.op_type != "ConvTranspose" && n.op_type != "FusedConv") continue;
+    EXPECT_EQ(found, nullptr) << "more than one conv";
+    found = &n;
+  }
+  EXPECT_NE(found, nullptr);
+  return found;
+}
+
+bool AppliedPass(const Session& s, const std::string& pass) {
+  const auto& a = s.applied_passes();
+  return std::find(a.begin(), a.end(), pass) != a.end();
+}
+
+// Runs the model with the default passes and with every pass disabled (the graph as
+// built, on the reference kernels' path); the outputs must agree.
+void ExpectSameAsUnoptimised(const Model& model, std::mt19937& rng) {
+  const std::vector<Tensor> in = {Random({2, 4, 5, 6, 4}, rng)};
+  const std::vector<Tensor> optimised = RunModel(model, in);
+  const std::vector<Tensor> plain = RunModel(model, in, EveryPass());
+  ASSERT_EQ(optimised.size(), model.graph.outputs.size());
+  ASSERT_EQ(plain.size(), optimised.size());
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_LT(RelativeError(optimised[i], plain[i]), 1e-5) << "output " << i;
+}
+
+TEST(DropConvBiasBeforeNorm, DropsTheBiasBeforeAPerChannelNorm) {
+  struct Variant {
+    const char* what;
+    ConvNormSpec sp;
+    std::vector<std::string> disabled;
+  };
+  std::vector<Variant> variants;
+  variants.push_back({"Conv -> InstanceNorm (a GroupNorm(C) by then)", {}, {}});
+  variants.push_back({"Conv -> InstanceNorm kept as InstanceNormalization", {}, {"fuse_norm_activation"}});
+  {
+    ConvNormSpec sp;
+    sp.norm = "GroupNorm";
+    variants.push_back({"Conv -> GroupNorm(num_groups = C)", sp, {}});
+  }
+  {
+    ConvNormSpec sp;
+    sp.conv = "ConvTranspose";
+    variants.push_back({"ConvTranspose (group 2) -> InstanceNorm", sp, {}});
+  }
+  {
+    ConvNormSpec sp;
+    sp.conv = "FusedConv";
+    variants.push_back({"FusedConv without activation -> InstanceNorm", sp, {}});
+  }
+  std::mt19937 rng(13);
+  for (const Variant& v : variants) {
+    SCOPED_TRACE(v.what);
+    const Model model = ConvNormModel(v.sp);
+    SessionOptions o;
+    o.disabled_passes = v.disabled;
+    auto s = Session::Create(model, o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const Node* conv = ConvOf(**s);
+    ASSERT_NE(conv, nullptr);
+    EXPECT_EQ(conv->op_type, v.sp.conv);
+    EXPECT_EQ(conv->inputs, (std::vector<std::string>{"x", "w"})) << "the bias must be gone";
+    EXPECT_EQ((*s)->model().graph.initializers.count("cb"), 0u) << "the unread bias initializer is dropped";
+    EXPECT_TRUE(AppliedPass(**s, "drop_conv_bias_before_norm"));
+    // The reference path keeps the bias (it is the graph as built).
+    SessionOptions plain;
+    plain.disabled_passes = EveryPass();
+    auto p = Session::Create(model, plain);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    ASSERT_NE(ConvOf(**p), nullptr);
+    EXPECT_EQ(ConvOf(**p)->inputs.size(), 3u);
+    ExpectSameAsUnoptimised(model, rng);
+  }
+}
+
+TEST(DropConvBiasBeforeNorm, KeepsTheBiasWhereItMatters) {
+  struct Variant {
+    std::string what;
+    ConvNormSpec sp;
+  };
+  std::vector<Variant> variants;
+  {
+    ConvNormSpec sp;
+    sp.second_reader = true;
+    variants.push_back({"conv output read by the norm and a Sigmoid", sp});
+  }
+  {
+    ConvNormSpec sp;
+    sp.conv_is_output = true;
+    variants.push_back({"conv output is a graph output", sp});
+  }
+  for (int64_t groups : {1, 2, 3}) {
+    ConvNormSpec sp;
+    sp.norm = "GroupNorm";
+    sp.groups = groups;
+    variants.push_back({"GroupNorm with " + std::to_string(groups) + " group(s) of 6 channels", sp});
+  }
+  {
+    ConvNormSpec sp;
+    sp.conv = "ConvTranspose";
+    sp.norm = "GroupNorm";
+    sp.groups = 3;  // = W's dim 1, not the 6 channels
+    variants.push_back({"ConvTranspose -> GroupNorm with 3 groups", sp});
+  }
+  {
+    ConvNormSpec sp;
+    sp.between = "LeakyRelu";  // becomes FusedConv(LeakyRelu) -> GroupNorm
+    variants.push_back({"Conv -> LeakyRelu -> InstanceNorm", sp});
+  }
+  {
+    ConvNormSpec sp;
+    sp.conv = "FusedConv";
+    sp.fused_act = "Relu";
+    variants.push_back({"FusedConv(Relu) -> InstanceNorm", sp});
+  }
+  std::mt19937 rng(17);
+  for (const Variant& v : variants) {
+    SCOPED_TRACE(v.what);
+    const Model model = ConvNormModel(v.sp);
+    auto s = Session::Create(model);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const Node* conv = ConvOf(**s);
+    ASSERT_NE(conv, nullptr);
+    EXPECT_EQ(conv->inputs.size(), 3u) << "the bias must stay";
+    EXPECT_FALSE(AppliedPass(**s, "drop_conv_bias_before_norm"));
+    ExpectSameAsUnoptimised(model, rng);
+  }
+  // With conv+activation fusion off the LeakyRelu stays a node of its own: still kept.
+  ConvNormSpec sp;
+  sp.between = "LeakyRelu";
+  SessionOptions o;
+  o.disabled_passes = {"fuse_conv_activation"};
+  auto s = Session::Create(ConvNormModel(sp), o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_NE(ConvOf(**s), nullptr);
+  EXPECT_EQ(ConvOf(**s)->inputs.size(), 3u);
 }
 
 // ---- fuse_elementwise -----------------------------------------------------------------

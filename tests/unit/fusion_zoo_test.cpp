@@ -18,7 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kAllFusions = {"fuse_norm_activation", "fuse_norm_residual", "fuse_conv_activation",
+const std::vector<std::string> kAllFusions = {"fuse_norm_activation", "fuse_norm_residual",
+                                              "drop_conv_bias_before_norm", "fuse_conv_activation",
                                               "fuse_elementwise"};
 
 struct DataSet {
@@ -99,9 +100,14 @@ TEST(ZooFusions, ResEncBlocksMatchPyTorchFusedAndUnfused) {
   EXPECT_EQ(CountNodes(*fused, "GroupNorm", 4), 3);
   EXPECT_EQ(CountNodes(*fused, "Add"), 0);
   EXPECT_EQ(CountNodes(*fused, "FusedElementwise"), 2);
+  // The stem's and blocks' 9 biased convs each feed an InstanceNorm: only the head's
+  // conv (a graph output) keeps its bias.
+  EXPECT_TRUE(Applied(*fused, "drop_conv_bias_before_norm"));
+  EXPECT_EQ(CountNodes(*fused, "Conv", 3), 1);
   auto plain = RunAgainstTorch(dir, kAllFusions);
   ASSERT_TRUE(plain);
   EXPECT_EQ(CountNodes(*plain, "GroupNorm"), 0);
+  EXPECT_EQ(CountNodes(*plain, "Conv", 3), 10);
 }
 
 TEST(ZooFusions, MedNeXtGeluMatchesPyTorchFusedAndUnfused) {

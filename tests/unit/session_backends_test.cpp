@@ -114,6 +114,74 @@ TEST(HalfStorage, ValuesBetweenKernelsAreF16AndOutputsStayF32) {
   EXPECT_LT(MaxError((*exact)[0], want), 1e-6);
 }
 
+TEST(ChannelsLast, ValuesBetweenKernelsAreChannelsLastAndOutputsRowMajor) {
+  auto session = Session::Create(SmallNet(), WithBackend(CreateChannelsLastCpuBackend(false)));
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  const Tensor x = Input(0.25f);
+  auto stats = (*session)->StatsFor({x.shape()});
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  // x is transposed for the convolution; c and m stay channels-last (Mul by a scalar is
+  // layout-blind); Sigmoid writes the graph output, so m is transposed back for it.
+  EXPECT_EQ(stats->layout_transposes, 2u);
+  EXPECT_EQ(stats->channels_last_values, 3u);  // x's transpose, c, m
+  EXPECT_EQ(stats->storage_casts, 0u);
+  auto out = (*session)->Run(std::vector<Tensor>{x});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_LT(MaxError((*out)[0], Expected(x)), 1e-6);  // layout changes nothing numerically
+}
+
+TEST(ChannelsLast, PerChannelBroadcastGoesRowMajorAndConvolutionWritesTheGraphOutput) {
+  // Conv -> Add(per-channel [1,3,1,1,1]) -> Conv (graph output): the Add's broadcast
+  // depends on the layout, so it runs row-major between two channels-last convolutions.
+  Model m = SmallNet();
+  Graph& g = m.graph;
+  g.nodes.resize(1);  // Conv x -> c
+  g.initializers["shift"] = *Tensor::FromVector<float>({0.5f, -1.0f, 2.0f}, {1, kOut, 1, 1, 1});
+  g.initializers["W2"] = *Tensor::FromVector<float>({1.0f, -2.0f, 0.5f}, {1, kOut, 1, 1, 1});
+  g.nodes.push_back(MakeNode("Add", {"c", "shift"}, {"a"}));
+  g.nodes.push_back(MakeNode("Conv", {"a", "W2"}, {"y"}));
+  auto session = Session::Create(m, WithBackend(CreateChannelsLastCpuBackend(false)));
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  const Tensor x = Input(1.5f);
+  auto stats = (*session)->StatsFor({x.shape()});
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->layout_transposes, 3u);  // x -> CL, c -> row-major, a -> CL; y written row-major
+  auto out = (*session)->Run(std::vector<Tensor>{x});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  // By hand: y = sum_k W2[k] * (conv_k(x) + shift[k]).
+  const float shift[kOut] = {0.5f, -1.0f, 2.0f}, w2[kOut] = {1.0f, -2.0f, 0.5f};
+  const int64_t voxels = kSide * kSide * kSide;
+  ASSERT_EQ((*out)[0].shape(), (Shape{1, 1, kSide, kSide, kSide}));
+  double err = 0.0;
+  for (int64_t v = 0; v < voxels; ++v) {
+    double y = 0.0;
+    for (int64_t k = 0; k < kOut; ++k) {
+      double c = kB[k];
+      for (int64_t i = 0; i < kIn; ++i) c += double{kW[k][i]} * x.data<float>()[i * voxels + v];
+      y += w2[k] * (c + shift[k]);
+    }
+    err = std::max(err, std::fabs((*out)[0].data<float>()[v] - y));
+  }
+  EXPECT_LT(err, 1e-5);
+}
+
+TEST(StepProfile, CountsEachStepByOpType) {
+  SessionOptions so;
+  so.disabled_passes = {"fuse_elementwise"};
+  so.profile_steps = true;
+  auto session = Session::Create(SmallNet(), so);
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  const Tensor x = Input(0.75f);
+  for (int run = 0; run < 3; ++run) ASSERT_TRUE((*session)->Run(std::vector<Tensor>{x}).ok());
+  const auto profile = (*session)->StepProfile();
+  ASSERT_EQ(profile.size(), static_cast<size_t>(kSteps)) << "FusedConv, Mul, Sigmoid";
+  for (const char* key : {"itkit.FusedConv", "Mul", "Sigmoid"}) {
+    ASSERT_TRUE(profile.count(key)) << key;
+    EXPECT_EQ(profile.at(key).count, 3u) << key;
+    EXPECT_GE(profile.at(key).seconds, 0.0);
+  }
+}
+
 // A device that defers kernels while recording, as CUDA stream capture does, so a
 // replay runs them on whatever the plan's fixed buffers then hold.
 class FakeRecordingDevice;

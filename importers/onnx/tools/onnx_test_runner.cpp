@@ -4,7 +4,7 @@
 //
 //   itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR] [--repeat N]
 //                          [--exclude-file FILE] [--list-unsupported]
-//                          [--device cpu|cpu-f16|cuda] [--fp16] [--tf32]
+//                          [--device cpu|cpu-f16|cpu-cl|cpu-f16-cl|cuda] [--fp16] [--tf32]
 //                          [--l2 E [--argmax-agreement P [--argmax-tie-margin M]]] DIR...
 //   itkit_onnx_test_runner --list-ops      (the runtime's op table, "domain op" lines)
 //
@@ -57,7 +57,8 @@ struct Options {
   std::set<std::string> excluded;
   bool list_unsupported = false;
   // --device cuda: nodes the CUDA backend supports run there, the rest on the CPU;
-  // --device cpu-f16: the CPU with f16 storage (CreateHalfStorageCpuBackend).
+  // --device cpu-f16: the CPU with f16 storage (CreateHalfStorageCpuBackend); cpu-cl /
+  // cpu-f16-cl add channels-last storage (CreateChannelsLastCpuBackend).
   std::shared_ptr<Backend> device;
 };
 
@@ -283,7 +284,7 @@ int Usage(const char* msg) {
   std::fprintf(stderr,
                "usage: itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR] [--repeat N]\n"
                "                              [--exclude-file FILE] [--list-unsupported]\n"
-               "                              [--device cpu|cpu-f16|cuda] [--fp16] [--tf32]\n"
+               "                              [--device cpu|cpu-f16|cpu-cl|cpu-f16-cl|cuda] [--fp16] [--tf32]\n"
                "                              [--l2 E [--argmax-agreement P [--argmax-tie-margin M]]] DIR...\n"
                "       itkit_onnx_test_runner --list-ops\n"
                "  DIR: an ONNX test case (model.onnx + test_data_set_*) or a folder of them\n"
@@ -293,6 +294,7 @@ int Usage(const char* msg) {
                "  --device cuda: run on the GPU (unsupported nodes fall back to the CPU);\n"
                "    --fp16 / --tf32 select its precision (compare with a looser --rtol)\n"
                "  --device cpu-f16: the CPU with f16 storage between kernels, as CUDA --fp16 stores\n"
+               "  --device cpu-cl / cpu-f16-cl: the same with channels-last storage (CUDA --fp16's layout)\n"
                "  --repeat N: run and check every data set N times (recorded/replayed device steps)\n"
                "  --l2 E: float outputs pass when ||got - expected|| / ||expected|| <= E (not allclose)\n"
                "  --argmax-agreement P: with --l2, argmax over C of (N, C, ...) outputs (and integer\n"
@@ -388,8 +390,10 @@ int main(int argc, char** argv) {
     opt.device = *backend;
   } else if (device == "cpu-f16") {
     opt.device = CreateHalfStorageCpuBackend();
+  } else if (device == "cpu-cl" || device == "cpu-f16-cl") {
+    opt.device = CreateChannelsLastCpuBackend(device == "cpu-f16-cl");
   } else if (device != "cpu") {
-    return Usage(StrCat("--device must be cpu, cpu-f16 or cuda, got '", device, "'").c_str());
+    return Usage(StrCat("--device must be cpu, cpu-f16, cpu-cl, cpu-f16-cl or cuda, got '", device, "'").c_str());
   }
   if (device != "cuda" && (cuda.fp16 || cuda.allow_tf32)) {
     return Usage("--fp16 and --tf32 need --device cuda");

@@ -105,6 +105,13 @@ class Backend {
   // planner inserts the Casts at the edges (CPU nodes, graph outputs).
   virtual bool prefers_half_storage() const { return false; }
 
+  // Storage layout. A backend answering true is offered each node's channels-last
+  // form first (itkit/channels_last.h: data inputs/outputs stored [N, D, H, W, C]);
+  // the planner inserts the Transposes where channels-last and row-major values meet
+  // (CPU nodes, graph outputs, ops without the form). A backend must decline every
+  // channels-last signature it does not run as such.
+  virtual bool prefers_channels_last() const { return false; }
+
   // Recording (CUDA Graphs): a run of consecutive kernel steps on this backend is
   // recorded once and replayed as one launch on later runs. Kernels must then issue
   // only device work on the backend's stream, from addresses fixed per plan. A

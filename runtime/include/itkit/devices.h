@@ -48,6 +48,10 @@ struct CudaBackendOptions {
   // Record runs of kernel steps as CUDA Graphs on a plan's second run and replay
   // them (one launch instead of one per kernel); see Backend::CanRecord.
   bool cuda_graphs = true;
+  // With fp16: values between GPU kernels are stored channels-last (NDHWC), the layout
+  // cuDNN's FP16 convolutions run in (Backend::prefers_channels_last); false = NCDHW,
+  // with a transpose on each side of every convolution.
+  bool channels_last = true;
 };
 
 // Unavailable (with the reason) when there is no CUDA build, driver or device.
@@ -58,5 +62,11 @@ Result<std::shared_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& opt
 // tests (`itkit_onnx_test_runner --device cpu-f16`) and for checking a model's FP16
 // accuracy without a GPU; slower than the plain CPU (every f16 kernel converts).
 std::shared_ptr<Backend> CreateHalfStorageCpuBackend();
+
+// The CPU with channels-last storage between its kernels (Backend::prefers_channels_last),
+// optionally over f16 storage: the CUDA backend's FP16 planning (layouts, Transposes,
+// Casts) on any machine. Each channels-last kernel converts its data to row-major and
+// back, so this is for tests (`itkit_onnx_test_runner --device cpu-cl|cpu-f16-cl`).
+std::shared_ptr<Backend> CreateChannelsLastCpuBackend(bool half_storage);
 
 }  // namespace itkit

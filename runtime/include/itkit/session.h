@@ -25,6 +25,14 @@ struct SessionOptions {
   // Record runs of kernel steps on backends that can (CUDA Graphs) on the second run
   // of a plan and replay them afterwards; see Backend::CanRecord.
   bool record_steps = true;
+  // Synchronise after every step and time it, by op type (Session::StepProfile): slow,
+  // for finding where the time goes. Steps are not recorded while profiling.
+  bool profile_steps = false;
+};
+
+struct StepTime {
+  size_t count = 0;
+  double seconds = 0.0;
 };
 
 struct RunOptions {
@@ -47,6 +55,8 @@ struct PlanStats {
   size_t num_steps = 0;
   size_t f16_values = 0;         // f32 values stored as f16 (Backend::prefers_half_storage)
   size_t storage_casts = 0;      // Casts the planner inserted at f16/f32 boundaries
+  size_t channels_last_values = 0;  // values stored channels-last (Backend::prefers_channels_last)
+  size_t layout_transposes = 0;  // Transposes the planner inserted where layouts meet
   std::map<std::string, size_t> steps_per_backend;
 };
 
@@ -72,6 +82,9 @@ class Session {
   // Stats of the plan for these input shapes (planning it if needed).
   Result<PlanStats> StatsFor(const std::vector<Shape>& input_shapes);
   const std::vector<std::string>& applied_passes() const { return applied_passes_; }
+  // With SessionOptions::profile_steps: time per op type over all runs so far
+  // ("Conv", "itkit.GroupNorm", "copy", planner-inserted "Transpose (layout)", ...).
+  std::map<std::string, StepTime> StepProfile() const;
 
  private:
   Session() = default;

@@ -17,6 +17,10 @@ struct ValueDesc {
   DType dtype = DType::kUndefined;
   Shape shape;
   const Tensor* constant = nullptr;  // host value when known at planning time
+  // Physical layout in a kernel signature: false = row-major in `shape`'s order;
+  // true = channels-last, i.e. `shape` [N, C, D, H, W] stored as [N, D, H, W, C]
+  // (Backend::prefers_channels_last). Shape inference ignores it: shapes stay logical.
+  bool channels_last = false;
 };
 
 class ShapeContext {
