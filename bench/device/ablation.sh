@@ -28,5 +28,5 @@ for variant in "${variants[@]}"; do
   env=()
   [[ ${2:-} == ITKIT_* ]] && env+=("$2")
   echo "== $variant"
-  timeout 90 env "${env[@]}" "${unet[@]}" "${flags[@]}" 2>&1 | grep -v '^\[itkit info\]'
+  timeout "${ITKIT_ABLATION_TIMEOUT_S:-90}" env "${env[@]}" "${unet[@]}" "${flags[@]}" 2>&1 | grep -v '^\[itkit info\]'
 done
