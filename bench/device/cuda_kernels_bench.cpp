@@ -104,9 +104,10 @@ Tensor Half(const Tensor& t) {
   return h;
 }
 
-std::shared_ptr<Backend> Backend(benchmark::State& state, bool fp16) {
+std::shared_ptr<Backend> Backend(benchmark::State& state, bool fp16, bool tf32 = false) {
   CudaBackendOptions o;
   o.fp16 = fp16;
+  o.allow_tf32 = tf32;
   auto b = CreateCudaBackend(o);
   if (!b.ok()) {
     state.SkipWithError(("CUDA unavailable: " + b.status().message()).c_str());
@@ -127,12 +128,12 @@ Node MakeNode(const std::string& op, size_t inputs, const std::string& domain = 
 
 // Conv 3x3x3, pad 1, C -> C at edge^3 (state.range(0) = fp16, range(1) = C, range(2) = edge,
 // range(3) = channels-last f16 data without bias: cuDNN alone, as in the FP16 session
-// after drop_conv_bias_before_norm).
+// after drop_conv_bias_before_norm; range(4) = TF32 allowed for f32).
 void BM_Conv3x3x3(benchmark::State& state) {
   const bool fp16 = state.range(0) != 0;
   const int64_t C = state.range(1), E = state.range(2);
   const bool cl = state.range(3) != 0;
-  auto backend = Backend(state, fp16);
+  auto backend = Backend(state, fp16, state.range(4) != 0);
   if (!backend) return;
   Node node = MakeNode("Conv", cl ? 2 : 3);
   node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
@@ -146,8 +147,9 @@ void BM_Conv3x3x3(benchmark::State& state) {
   if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
   Loop(state, n, 2.0 * E * E * E * C * C * 27, 0);
 }
-BENCHMARK(BM_Conv3x3x3)->ArgNames({"fp16", "C", "edge", "cl"})->Args({1, 32, 128, 0})->Args({1, 32, 128, 1})
-    ->Args({0, 32, 128, 0})->Args({1, 64, 64, 1})->Args({1, 320, 8, 0})->Args({1, 320, 8, 1})
+BENCHMARK(BM_Conv3x3x3)->ArgNames({"fp16", "C", "edge", "cl", "tf32"})->Args({1, 32, 128, 0, 0})
+    ->Args({1, 32, 128, 1, 0})->Args({0, 32, 128, 0, 0})->Args({0, 32, 128, 0, 1})->Args({1, 64, 64, 1, 0})
+    ->Args({1, 320, 8, 0, 0})->Args({1, 320, 8, 1, 0})
     ->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_ConvTranspose2x2x2(benchmark::State& state) {

@@ -132,8 +132,13 @@ if [[ -d "$dest/conformance/node" ]]; then
 fi
 
 # ---- kernel benchmarks ----
-step "kernel benchmarks" 60 "$bin/itkit_cuda_kernel_bench" --benchmark_min_time=0.3 \
-  --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json
+# ITKIT_KERNEL_BENCH_FILTER picks benchmarks (Google Benchmark regex; "none" skips them).
+if [[ ${ITKIT_KERNEL_BENCH_FILTER:-all} != none ]]; then
+  step "kernel benchmarks" 60 "$bin/itkit_cuda_kernel_bench" --benchmark_min_time=0.3 \
+    --benchmark_filter="${ITKIT_KERNEL_BENCH_FILTER:-.}" \
+    --benchmark_out="$OUT/kernels.json" --benchmark_out_format=json >/tmp/itkit-kernels.log 2>&1
+  grep -v '^\[itkit info\]' /tmp/itkit-kernels.log
+fi
 
 echo "run.sh: done in $(($(date +%s) - start)) s, status $status"
 exit $status

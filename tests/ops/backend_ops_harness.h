@@ -42,7 +42,8 @@ struct Impl {
   bool require_support = false;      // declining a `core` case is a failure, not a skip
   // Run each case in its channels-last form (itkit/channels_last.h): the tagged inputs
   // are uploaded as [N, ..., C], the tagged outputs read back from it. Cases without
-  // such a form are skipped.
+  // such a form, or whose form the backend declines, are skipped (require_support
+  // applies to the row-major runs).
   bool channels_last = false;
 };
 

@@ -124,6 +124,12 @@ TEST_P(CudaOps, MatchCpu) {
   const Summary s = RunAll(impl, CpuImpl(), Cases());
   EXPECT_EQ(s.failed, 0) << "seed " << Seed() << "; first failure: " << (s.failures.empty() ? "" : s.failures[0]);
   EXPECT_GT(s.passed, 0);
+  // Declined channels-last forms are skips, so a backend declining them all must not
+  // pass: on an H100 (f3cbce9) 118 of the 128 cases with a form ran (the 10 others
+  // have runtime weights, which the NDHWC path cannot prepack).
+  if (cfg.channels_last) {
+    EXPECT_GE(s.passed, 100);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaOps,

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The speed part of run.sh alone, for a short second lease (after pack.sh, like run.sh):
+# the channels-last op cases, ours vs PyTorch eager FP16 on the reference U-Net (per
+# window, with the per-op-type profile, and the 320x512x512 pass) in the same run, the
+# channels-last ablation, and the kernel benchmarks matching ITKIT_KERNEL_BENCH_FILTER.
+# About 100 s.
+#   run(command="bash bench/device/speed.sh", carry=["build-device"], timeout_s=200)
+set -uo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+OUT="${OUT:-$repo/build-device/out}"
+mkdir -p "$OUT"
+exec > >(tee "$OUT/speed.log") 2>&1
+source "$repo/bench/device/device_env.sh"
+device_env_unpack || { echo "no $bundle: run bench/device/pack.sh first"; exit 1; }
+device_env_export
+bin="$dest/bin"
+commit="$(cat "$dest/COMMIT" 2>/dev/null || echo unknown)"
+echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit: $commit"
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+status=0
+quiet() { grep -v '^\[itkit info\]'; }
+
+echo "== channels-last op cases"
+timeout 60 "$bin/itkit_backend_ops_test" --gtest_brief=1 --gtest_filter='*cuda_fp16_cl*:*ChannelsLast*' 2>&1 |
+  grep -E ' vs |FAIL|PASSED' || status=1
+echo "== export reference U-Net"
+timeout 60 python3 bench/device/torch_reference.py export --out /tmp/ref_unet.onnx >/dev/null 2>&1 || exit 1
+unet=("$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 --patch 128 --stride 64 --volume 320,512,512
+      --tuning-cache /tmp/itkit-tuning)
+echo "== ours fp16 (default: f16 channels-last storage, CUDA graphs)"
+timeout 90 "${unet[@]}" --json "$OUT/ours_fp16.json" --profile 2>&1 | quiet || status=1
+echo "== ours fp16, ITKIT_CHANNELS_LAST=0"
+timeout 60 env ITKIT_CHANNELS_LAST=0 "${unet[@]}" 2>&1 | quiet || status=1
+echo "== PyTorch eager fp16"
+timeout 60 python3 bench/device/torch_reference.py bench --batch 4 --patch 128 --stride 64 --volume 320,512,512 \
+  --json "$OUT/torch_fp16.json" || status=1
+if [[ -f "$OUT/ours_fp16.json" && -f "$OUT/torch_fp16.json" ]]; then
+  python3 bench/device/torch_reference.py table --ours "$OUT/ours_fp16.json" --torch "$OUT/torch_fp16.json" \
+    --commit "$commit" | tee "$OUT/performance.md"
+fi
+if [[ ${ITKIT_KERNEL_BENCH_FILTER:-none} != none ]]; then
+  echo "== kernel benchmarks ($ITKIT_KERNEL_BENCH_FILTER)"
+  timeout 60 "$bin/itkit_cuda_kernel_bench" --benchmark_min_time=0.3 --benchmark_filter="$ITKIT_KERNEL_BENCH_FILTER" \
+    2>&1 | quiet || status=1
+fi
+echo "speed.sh: status $status"
+exit $status
