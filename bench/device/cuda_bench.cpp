@@ -247,6 +247,14 @@ Status PrintProfile(const Model& model, const SessionOptions& base, const Tensor
   for (const auto& [sec, key] : rows)
     std::printf("  %-32s %4zu steps  %8.3f ms/window  %5.1f %%\n", key.c_str(), counts[key],
                 sec * 1000 / runs / static_cast<double>(batch), total > 0 ? 100 * sec / total : 0.0);
+  // The slowest single steps (including the planning run: a ranking, not exact times).
+  std::vector<std::pair<double, std::string>> steps;
+  for (const auto& [key, t] : s->StepProfile(Session::ProfileBy::kStep))
+    steps.emplace_back(t.count ? t.seconds / static_cast<double>(t.count) : 0.0, key);
+  std::sort(steps.rbegin(), steps.rend());
+  std::printf("slowest steps (ms per window):\n");
+  for (size_t i = 0; i < steps.size() && i < 15; ++i)
+    std::printf("  %8.3f  %s\n", steps[i].first * 1000 / static_cast<double>(batch), steps[i].second.c_str());
   return Status::Ok();
 }
 

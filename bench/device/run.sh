@@ -8,9 +8,10 @@
 # (itkit_backend_ops_test); the model zoo on CUDA FP32/FP16 against the CPU and
 # PyTorch's outputs (each plan run 3 times: CUDA graphs recorded and replayed);
 # export of the reference U-Net with the machine's PyTorch; ours vs PyTorch eager FP16
-# per 128^3 window (batch 4) and for a whole 320x512x512 sliding-window pass; the
-# table for docs/PERFORMANCE.md; the pipeline (itkit_infer) with GPU and host
-# accumulation; ONNX node conformance on CUDA; the Google Benchmark kernels.
+# per 128^3 window (batch 4, with the per-op profile) and for a whole 320x512x512
+# sliding-window pass; the TF32 profile (ITKIT_TF32_PROFILE=0 skips it); the table for
+# docs/PERFORMANCE.md; the pipeline (itkit_infer) with GPU and host accumulation; ONNX
+# node conformance on CUDA; the Google Benchmark kernels (ITKIT_KERNEL_BENCH_FILTER).
 # Results go to $OUT (8 files at most come back): run.log (with the environment),
 # ops.log, zoo.log, conformance.log, kernels.json, ours_fp16.json, torch_fp16.json,
 # performance.md.
@@ -92,6 +93,11 @@ step "export reference U-Net" 90 python3 bench/device/torch_reference.py export 
 if [[ -f /tmp/ref_unet.onnx ]]; then
   step "ours: reference U-Net fp16" 170 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 \
     --patch 128 --stride 64 --volume 320,512,512 --tuning-cache /tmp/itkit-tuning --json "$OUT/ours_fp16.json" --profile
+fi
+# Where FP32/TF32 time goes (TF32 runs ~4x slower than PyTorch's TF32 here): the profile.
+if [[ -f /tmp/ref_unet.onnx && ${ITKIT_TF32_PROFILE:-1} == 1 ]]; then
+  step "ours: reference U-Net tf32 (profile)" 60 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --tf32 --batch 4 \
+    --patch 128 --stride 64 --volume 128,256,256 --repeat 5 --tuning-cache /tmp/itkit-tuning --profile
 fi
 step "PyTorch eager fp16" 150 python3 bench/device/torch_reference.py bench --batch 4 --patch 128 --stride 64 \
   --volume 320,512,512 --json "$OUT/torch_fp16.json"

@@ -73,6 +73,11 @@ std::string ProfileKey(const PlanStep& step, const Plan& plan) {
   return key;
 }
 
+std::string StepKey(const PlanStep& step, const std::string& op_key) {
+  if (!step.node) return op_key;
+  return op_key + " '" + step.node->name + "'";
+}
+
 }  // namespace
 
 Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& backends, ThreadPool* pool,
@@ -115,9 +120,12 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
       if (!prev.node && prev.copy_from_backend != prev.backend)
         ITKIT_RETURN_IF_ERROR(backends[prev.copy_from_backend]->Synchronize());
       const Clock::time_point now = Clock::now();
-      StepTime& t = plan.profile[ProfileKey(prev, plan)];
-      ++t.count;
-      t.seconds += std::chrono::duration<double>(now - step_start).count();
+      const double seconds = std::chrono::duration<double>(now - step_start).count();
+      const std::string key = ProfileKey(prev, plan);
+      for (StepTime* t : {&plan.profile[key], &plan.profile_by_step[StepKey(prev, key)]}) {
+        ++t->count;
+        t->seconds += seconds;
+      }
       step_start = now;
     }
     if (!profile_steps && next_segment < plan.segments.size() && plan.segments[next_segment].first_step == i) {
@@ -142,9 +150,12 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
   }
   for (const auto& backend : backends) ITKIT_RETURN_IF_ERROR(backend->Synchronize());
   if (profile_steps && !plan.steps.empty()) {
-    StepTime& t = plan.profile[ProfileKey(plan.steps.back(), plan)];
-    ++t.count;
-    t.seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
+    const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+    const std::string key = ProfileKey(plan.steps.back(), plan);
+    for (StepTime* t : {&plan.profile[key], &plan.profile_by_step[StepKey(plan.steps.back(), key)]}) {
+      ++t->count;
+      t->seconds += seconds;
+    }
   }
 
   outputs.clear();

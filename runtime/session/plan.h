@@ -64,7 +64,8 @@ class Plan {
     std::unique_ptr<StepRecording> recording;
   };
   std::vector<Segment> segments;
-  std::map<std::string, StepTime> profile;  // SessionOptions::profile_steps
+  std::map<std::string, StepTime> profile;          // SessionOptions::profile_steps, by op type
+  std::map<std::string, StepTime> profile_by_step;  // and by op type + node name
 };
 
 struct PlanInputs {

@@ -95,10 +95,10 @@ Result<PlanStats> Session::StatsFor(const std::vector<Shape>& input_shapes) {
   return plan->stats;
 }
 
-std::map<std::string, StepTime> Session::StepProfile() const {
+std::map<std::string, StepTime> Session::StepProfile(ProfileBy by) const {
   std::map<std::string, StepTime> total;
   for (const auto& entry : plans_)
-    for (const auto& [key, t] : entry.second->profile) {
+    for (const auto& [key, t] : by == ProfileBy::kOpType ? entry.second->profile : entry.second->profile_by_step) {
       total[key].count += t.count;
       total[key].seconds += t.seconds;
     }

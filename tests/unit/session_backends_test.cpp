@@ -180,6 +180,10 @@ TEST(StepProfile, CountsEachStepByOpType) {
     EXPECT_EQ(profile.at(key).count, 3u) << key;
     EXPECT_GE(profile.at(key).seconds, 0.0);
   }
+  const auto by_step = (*session)->StepProfile(Session::ProfileBy::kStep);
+  ASSERT_EQ(by_step.size(), static_cast<size_t>(kSteps));
+  EXPECT_EQ(by_step.count("Mul 'Mul_m'"), 1u);
+  EXPECT_EQ(by_step.count("Sigmoid 'Sigmoid_y'"), 1u);
 }
 
 // A device that defers kernels while recording, as CUDA stream capture does, so a

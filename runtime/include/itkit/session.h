@@ -83,8 +83,10 @@ class Session {
   Result<PlanStats> StatsFor(const std::vector<Shape>& input_shapes);
   const std::vector<std::string>& applied_passes() const { return applied_passes_; }
   // With SessionOptions::profile_steps: time per op type over all runs so far
-  // ("Conv", "itkit.GroupNorm", "copy", planner-inserted "Transpose (layout)", ...).
-  std::map<std::string, StepTime> StepProfile() const;
+  // ("Conv", "itkit.GroupNorm", "copy", planner-inserted "Transpose (layout)", ...),
+  // or per step ("Conv 'encoder.0.conv'", keyed by op type and node name).
+  enum class ProfileBy { kOpType, kStep };
+  std::map<std::string, StepTime> StepProfile(ProfileBy by = ProfileBy::kOpType) const;
 
  private:
   Session() = default;
