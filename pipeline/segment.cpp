@@ -350,6 +350,7 @@ Result<SegmentReport> SegmentImpl(PipelineModel& m, const SegmentRequest& req, c
   net_input.Reset();
   report.windows = run.windows;
   report.batch = run.batch;
+  if (run.accumulator) report.accumulate_device = run.accumulator->device();
   for (auto& n : run.notes) report.notes.push_back(n);
   timer.Add("extract", run.extract);
   timer.Add("network", run.network);

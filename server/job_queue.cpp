@@ -100,6 +100,7 @@ nlohmann::json Job::ToJson(bool with_result_url) const {
   j["stage_seconds"] = stages;
   if (!report_.notes.empty()) j["notes"] = report_.notes;
   if (!report_.device.empty()) j["network_device"] = report_.device;  // where the network ran (when done)
+  if (!report_.accumulate_device.empty()) j["accumulate_device"] = report_.accumulate_device;  // and the logits summed
   return j;
 }
 

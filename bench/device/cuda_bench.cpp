@@ -63,7 +63,7 @@ Tensor RandomNormal(const Shape& shape, uint32_t seed) {
 }
 
 // ITKIT_HALF_STORAGE=0 / ITKIT_CUDA_GRAPHS=0 / ITKIT_CHANNELS_LAST=0 switch those
-// features off, for ablations.
+// features off, for ablations; ITKIT_CUDNN_WORKSPACE_MB sets the workspace cap.
 bool EnvOff(const char* name) {
   const char* v = std::getenv(name);
   return v && std::string(v) == "0";
@@ -77,9 +77,13 @@ Result<std::shared_ptr<Backend>> Cuda(bool fp16, bool tf32, const std::string& c
   o.half_storage = !EnvOff("ITKIT_HALF_STORAGE");
   o.cuda_graphs = !EnvOff("ITKIT_CUDA_GRAPHS");
   o.channels_last = !EnvOff("ITKIT_CHANNELS_LAST");
-  std::printf("backend: %s%s, half storage %s, channels-last %s, CUDA graphs %s\n", fp16 ? "fp16" : "fp32",
-              tf32 ? " tf32" : "", o.half_storage ? "on" : "off", fp16 && o.channels_last ? "on" : "off",
-              o.cuda_graphs ? "on" : "off");
+  // ITKIT_CUDNN_WORKSPACE_MB: the per-convolution workspace cap (default 1 GiB); the
+  // suspect for TF32's poor algorithm choice at batch 4.
+  if (const char* mb = std::getenv("ITKIT_CUDNN_WORKSPACE_MB"); mb && *mb)
+    o.max_workspace_bytes = static_cast<size_t>(std::strtoull(mb, nullptr, 10)) << 20;
+  std::printf("backend: %s%s, half storage %s, channels-last %s, CUDA graphs %s, cuDNN workspace cap %zu MiB\n",
+              fp16 ? "fp16" : "fp32", tf32 ? " tf32" : "", o.half_storage ? "on" : "off",
+              fp16 && o.channels_last ? "on" : "off", o.cuda_graphs ? "on" : "off", o.max_workspace_bytes >> 20);
   return CreateCudaBackend(o);
 }
 

@@ -17,8 +17,10 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 
 cmake -S "$repo" -B "$build" -G Ninja -DITKIT_CUDA=ON -DITKIT_BUILD_SERVER=ON >/dev/null
-# itkit_infer (with ITK's libraries, ~13 MB) for the pipeline's GPU accumulation check.
-targets=(itkit_backend_ops_test itkit_cuda_bench itkit_cuda_kernel_bench itkit_onnx_test_runner itkit_infer)
+# itkit_infer (with ITK's libraries, ~13 MB) for the pipeline's GPU accumulation check,
+# itkit_server for the REST check (bench/device/server_check.py).
+targets=(itkit_backend_ops_test itkit_cuda_bench itkit_cuda_kernel_bench itkit_onnx_test_runner itkit_infer
+         itkit_server)
 ninja -C "$build" -j"${JOBS:-2}" "${targets[@]}"
 
 mkdir -p "$stage/bin" "$stage/lib" "$stage/zoo"

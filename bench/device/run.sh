@@ -10,8 +10,9 @@
 # export of the reference U-Net with the machine's PyTorch; ours vs PyTorch eager FP16
 # per 128^3 window (batch 4, with the per-op profile) and for a whole 320x512x512
 # sliding-window pass; the TF32 profile (ITKIT_TF32_PROFILE=0 skips it); the table for
-# docs/PERFORMANCE.md; the pipeline (itkit_infer) with GPU and host accumulation; ONNX
-# node conformance on CUDA; the Google Benchmark kernels (ITKIT_KERNEL_BENCH_FILTER).
+# docs/PERFORMANCE.md; the pipeline (itkit_infer) with GPU and host accumulation; the
+# REST server's jobs on the GPU (plain and force_cpu); ONNX node conformance on CUDA;
+# the Google Benchmark kernels (ITKIT_KERNEL_BENCH_FILTER).
 # Results go to $OUT (8 files at most come back): run.log (with the environment),
 # ops.log, zoo.log, conformance.log, kernels.json, ours_fp16.json, torch_fp16.json,
 # performance.md.
@@ -98,6 +99,10 @@ fi
 if [[ -f /tmp/ref_unet.onnx && ${ITKIT_TF32_PROFILE:-1} == 1 ]]; then
   step "ours: reference U-Net tf32 (profile)" 60 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --tf32 --batch 4 \
     --patch 128 --stride 64 --volume 128,256,256 --repeat 5 --tuning-cache /tmp/itkit-tuning --profile
+  # Is the 1 GiB workspace cap what makes cuDNN pick slow TF32 algorithms at batch 4?
+  step "ours: reference U-Net tf32, 8 GiB cuDNN workspace cap" 60 env ITKIT_CUDNN_WORKSPACE_MB=8192 \
+    "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --tf32 --batch 4 --patch 128 --stride 64 --volume 128,256,256 \
+    --repeat 5
 fi
 step "PyTorch eager fp16" 150 python3 bench/device/torch_reference.py bench --batch 4 --patch 128 --stride 64 \
   --volume 320,512,512 --json "$OUT/torch_fp16.json"
@@ -128,6 +133,13 @@ if [[ -x "$bin/itkit_infer" ]]; then
       status=1
     fi
   done
+fi
+
+# The REST server on the GPU: a plain job and a force_cpu one (network on the GPU both
+# times, logits summed on the GPU / on the host), labels vs the CPU pipeline's.
+if [[ -x "$bin/itkit_server" && -f /tmp/lab_cpu.nii.gz ]]; then
+  step "server: jobs on the GPU, plain and force_cpu" 90 python3 bench/device/server_check.py \
+    --server "$bin/itkit_server" --reference /tmp/lab_cpu.nii.gz
 fi
 
 if [[ -d "$dest/conformance/node" ]]; then

@@ -383,6 +383,8 @@ TEST_F(AppTest, ForceCpuAccumulatesOnTheHostAndForwardDeviceMovesTheNetwork) {
   EXPECT_TRUE(gpu->last_request.force_cpu);
   EXPECT_FALSE(gpu->last_request.inference_override.forward_device.has_value());
   EXPECT_EQ(gpu->last_request.inference_override.accumulate_device.value_or(""), "cpu");
+  EXPECT_EQ(st["network_device"], "cuda");
+  EXPECT_EQ(st["accumulate_device"], "cpu");
 
   sub = Form("/api/jobs", {{"model_name", "g"}, {"forward_device", "CPU"}}, "DIMS 4,4,4");
   ASSERT_EQ(sub.status, 202) << sub.body;
@@ -399,6 +401,7 @@ TEST_F(AppTest, ForceCpuAccumulatesOnTheHostAndForwardDeviceMovesTheNetwork) {
   st = WaitJob(Body(sub)["id"]);
   ASSERT_EQ(st["state"], "done") << st.dump();
   EXPECT_EQ(st["network_device"], "cuda");
+  EXPECT_EQ(st["accumulate_device"], "cuda");
   EXPECT_FALSE(gpu->last_request.force_cpu);
   EXPECT_FALSE(gpu->last_request.inference_override.forward_device.has_value());
   EXPECT_FALSE(gpu->last_request.inference_override.accumulate_device.has_value());

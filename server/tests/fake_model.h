@@ -49,6 +49,7 @@ class FakeModel : public pipeline::SegmentationModel {
     pipeline::SegmentReport report;
     report.windows = windows;
     report.device = info_.backend;
+    report.accumulate_device = request.inference_override.accumulate_device.value_or(info_.backend);
     report.stage_seconds = {{"read", 0.001}, {"windows", 0.002}, {"write", 0.0005}};
     return report;
   }

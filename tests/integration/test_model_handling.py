@@ -46,6 +46,8 @@ def test_force_cpu_and_forward_device(server, tmp_path):
             assert job["device"] == "cpu" and job["network_device"] == "cpu", job
         else:  # where the model was loaded (cuda on a GPU machine)
             assert job["device"] == job["network_device"] == models["tiny"]["backend"], job
+        if fields.get("force_cpu") == "true" or models["tiny"]["backend"] == "cpu":
+            assert job["accumulate_device"] == "cpu", job
         res = server.get(job["result_url"])
         assert res.status_code == 200
         got = sitk.GetArrayFromImage(read_result(res.content, tmp_path))

@@ -124,6 +124,7 @@ struct SegmentReport {
   std::map<std::string, double> stage_cpu_seconds;
   int64_t windows = 0;
   std::string device;                            // where the network ran
+  std::string accumulate_device;                 // where window logits were accumulated ("cpu"/"cuda")
   std::vector<int64_t> size;                     // input size (x, y, z)
   std::vector<LabelStats> stats;
   std::vector<std::string> notes;                // e.g. "GPU out of memory: accumulated on host"
