@@ -89,7 +89,11 @@ class HostMemoryDevice final : public Backend {
   DeviceKind device() const override { return DeviceKind::kCuda; }
   bool Supports(const NodeSignature&, std::string*) const override { return false; }
   Result<std::unique_ptr<OpKernel>> CreateKernel(const NodeSignature&) override { return Unsupported("fake"); }
-  Result<DeviceBuffer> Allocate(size_t bytes) override { return AllocateHost(bytes); }
+  Result<DeviceBuffer> Allocate(size_t bytes) override { return Backend::AllocateHost(bytes); }
+  Result<DeviceBuffer> AllocateHost(size_t bytes) override {
+    ++host_allocations;
+    return Backend::AllocateHost(bytes);
+  }
   Status CopyFromHost(const Tensor& host, Tensor& dev) override { return Copy(host, dev); }
   Status UploadAsync(const Tensor& host, Tensor& dev) override {
     ++uploads;
@@ -99,7 +103,7 @@ class HostMemoryDevice final : public Backend {
     ++downloads;
     return Copy(dev, host);
   }
-  std::atomic<int> downloads{0}, uploads{0};
+  std::atomic<int> downloads{0}, uploads{0}, host_allocations{0};
 
  private:
   static Status Copy(const Tensor& from, Tensor& to) {
@@ -146,6 +150,31 @@ TEST(PipelinePrefetch, DeviceBatchesFullSizeAndLogitsReachAHostAccumulator) {
   // The last batch is short but runs at full size: one plan.
   EXPECT_NE(a->windows % spec.batch, 0) << a->windows << " windows";
   EXPECT_EQ(device_net.batch_sizes, std::vector<int64_t>(device_net.batch_sizes.size(), spec.batch));
+  auto net = CreateSyntheticNetwork(4);
+  spec.prefetch = false;
+  auto b = RunWindows(*net, spec, &pool, nullptr, nullptr);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(Labels(*a, volume.size()), Labels(*b, volume.size()));
+}
+
+// force_cpu (accumulate_device cpu) with a device network: the logits still stay on
+// the device after each forward and come back through one page-locked buffer reused
+// for every batch, not through a fresh host tensor per batch.
+TEST(PipelinePrefetch, HostAccumulationDownloadsLogitsIntoOneReusedBuffer) {
+  const Zyx size{11, 17, 23};
+  const std::vector<float> volume = Ramp(static_cast<size_t>(size[0] * size[1] * size[2]));
+  ThreadPool pool(2);
+  WindowRunSpec spec = SpecFor(volume, size);
+  spec.batch = 4;
+  spec.accumulate_device = "cpu";
+  DeviceLogitsNetwork device_net;
+  auto a = RunWindows(device_net, spec, &pool, nullptr, nullptr);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->accumulator->device(), "cpu");
+  EXPECT_GT(device_net.device_calls, 2);
+  EXPECT_EQ(device_net.backend_->downloads, device_net.device_calls);
+  // Two prefetch batches and the one logits buffer, however many batches ran.
+  EXPECT_EQ(device_net.backend_->host_allocations, 3);
   auto net = CreateSyntheticNetwork(4);
   spec.prefetch = false;
   auto b = RunWindows(*net, spec, &pool, nullptr, nullptr);
