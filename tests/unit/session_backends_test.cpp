@@ -165,6 +165,47 @@ TEST(ChannelsLast, PerChannelBroadcastGoesRowMajorAndConvolutionWritesTheGraphOu
   EXPECT_LT(err, 1e-5);
 }
 
+// A channels-last backend that declines one op type, which then falls back to the CPU.
+class DecliningBackend final : public Backend {
+ public:
+  DecliningBackend(std::shared_ptr<Backend> inner, std::string declined)
+      : inner_(std::move(inner)), declined_(std::move(declined)) {}
+  std::string_view name() const override { return "declining"; }
+  DeviceKind device() const override { return inner_->device(); }
+  bool prefers_channels_last() const override { return true; }
+  bool Supports(const NodeSignature& sig, std::string* reason) const override {
+    if (sig.node->op_type == declined_) return false;
+    return inner_->Supports(sig, reason);
+  }
+  Result<std::unique_ptr<OpKernel>> CreateKernel(const NodeSignature& sig) override {
+    return inner_->CreateKernel(sig);
+  }
+  Result<DeviceBuffer> Allocate(size_t bytes) override { return inner_->Allocate(bytes); }
+  Status CopyFromHost(const Tensor& host, Tensor& device) override { return inner_->CopyFromHost(host, device); }
+  Status CopyToHost(const Tensor& device, Tensor& host) override { return inner_->CopyToHost(device, host); }
+
+ private:
+  std::shared_ptr<Backend> inner_;
+  std::string declined_;
+};
+
+TEST(ChannelsLast, ValuesLeaveTheirBackendRowMajor) {
+  // Sigmoid falls back to the CPU: m must be transposed back on the backend that holds
+  // it, before it is copied, since the CPU's kernels read row-major data only.
+  auto backend = std::make_shared<DecliningBackend>(CreateChannelsLastCpuBackend(false), "Sigmoid");
+  auto session = Session::Create(SmallNet(), WithBackend(backend));
+  ASSERT_TRUE(session.ok()) << session.status().ToString();
+  const Tensor x = Input(2.0f);
+  auto stats = (*session)->StatsFor({x.shape()});
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->layout_transposes, 2u);             // x -> channels-last, m -> row-major
+  EXPECT_EQ(stats->steps_per_backend["cpu"], 2u);      // the copy of m and the Sigmoid
+  EXPECT_EQ(stats->steps_per_backend["declining"], 5u);  // copy of x, transpose, FusedConv, Mul, transpose
+  auto out = (*session)->Run(std::vector<Tensor>{x});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_LT(MaxError((*out)[0], Expected(x)), 1e-6);
+}
+
 TEST(StepProfile, CountsEachStepByOpType) {
   SessionOptions so;
   so.disabled_passes = {"fuse_elementwise"};
