@@ -30,6 +30,7 @@ struct PlanValue {
   int graph_input_index = -1, graph_output_index = -1;
   bool half_of_f32 = false;      // f32 by shape inference, stored as f16 (dtype kF16)
   bool channels_last = false;    // `shape` [N, C, ...] stored as [N, ..., C] (channels_last.h)
+  int downloaded_from = -1;      // kGraphOutput copied from this device backend's memory
 };
 
 struct PlanStep {
@@ -64,6 +65,9 @@ class Plan {
     std::unique_ptr<StepRecording> recording;
   };
   std::vector<Segment> segments;
+  // Host memory of graph outputs downloaded from a device, by value id: page-locked
+  // (Backend::AllocateHost), reused by the next run once the caller has let go of it.
+  std::map<int, Tensor> downloaded_outputs;
   std::map<std::string, StepTime> profile;          // SessionOptions::profile_steps, by op type
   std::map<std::string, StepTime> profile_by_step;  // and by op type + node name
 };

@@ -654,11 +654,13 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
     } else if (v.kind == PlanValue::Kind::kIntermediate && v.backend != b.cpu && in.outputs_on_device) {
       device_outputs.push_back(id);  // stays an arena value, alive to the end of the run
     } else if (v.kind == PlanValue::Kind::kIntermediate && v.backend != b.cpu) {
+      const int device = static_cast<int>(v.backend);  // before OnBackend: it adds values
       ITKIT_ASSIGN_OR_RETURN(int host_id, b.OnBackend(id, b.cpu));
       PlanValue& hv = plan->values[static_cast<size_t>(host_id)];
       if (hv.graph_output_index < 0) {
         hv.kind = PlanValue::Kind::kGraphOutput;
         hv.graph_output_index = static_cast<int>(o);
+        hv.downloaded_from = device;
       }
       id = host_id;
     }

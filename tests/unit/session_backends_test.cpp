@@ -267,6 +267,10 @@ class FakeRecordingDevice final : public Backend {
     return std::unique_ptr<OpKernel>(std::make_unique<DeferredKernel>(this, std::move(inner)));
   }
   Result<DeviceBuffer> Allocate(size_t bytes) override { return cpu_->Allocate(bytes); }
+  Result<DeviceBuffer> AllocateHost(size_t bytes) override {
+    ++host_allocations;
+    return Backend::AllocateHost(bytes);
+  }
   Status CopyFromHost(const Tensor& host, Tensor& dev) override { return Copy(host, dev); }
   Status CopyToHost(const Tensor& dev, Tensor& host) override { return Copy(dev, host); }
   Status CopyOnDevice(const Tensor& from, Tensor& to) override {
@@ -289,7 +293,7 @@ class FakeRecordingDevice final : public Backend {
 
   bool recording = false, fail_recordings = false;
   std::vector<std::function<Status()>> pending;
-  int direct_runs = 0, recordings = 0, replays = 0, device_copies = 0;
+  int direct_runs = 0, recordings = 0, replays = 0, device_copies = 0, host_allocations = 0;
 
  private:
   static Status Copy(const Tensor& from, Tensor& to) {
@@ -380,6 +384,32 @@ TEST(DeviceOutputs, StayOnTheDeviceWhenAsked) {
   ASSERT_TRUE(on_host.ok());
   EXPECT_EQ((*on_host)[0].device(), DeviceKind::kCpu);
   EXPECT_LT(MaxError((*on_host)[0], Expected(x)), 1e-6);
+}
+
+TEST(DeviceOutputs, DownloadsReuseTheirHostMemoryOnceTheCallerLetsGo) {
+  auto device = std::make_shared<FakeRecordingDevice>();
+  auto session = Session::Create(SmallNet(), WithBackend(device));
+  ASSERT_TRUE(session.ok());
+  const void* first_memory = nullptr;
+  for (int run = 0; run < 3; ++run) {  // each run's output dropped before the next
+    const Tensor x = Input(static_cast<float>(run));
+    auto out = (*session)->Run(std::vector<Tensor>{x});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_LT(MaxError((*out)[0], Expected(x)), 1e-6);
+    if (run == 0) first_memory = (*out)[0].raw();
+    EXPECT_EQ((*out)[0].raw(), first_memory);
+  }
+  EXPECT_EQ(device->host_allocations, 1);
+  // A caller that keeps an output gets fresh memory next time, and its values stay.
+  const Tensor a = Input(5.0f), b = Input(6.0f);
+  auto kept = (*session)->Run(std::vector<Tensor>{a});
+  ASSERT_TRUE(kept.ok());
+  auto next = (*session)->Run(std::vector<Tensor>{b});
+  ASSERT_TRUE(next.ok());
+  EXPECT_NE((*kept)[0].raw(), (*next)[0].raw());
+  EXPECT_EQ(device->host_allocations, 2);
+  EXPECT_LT(MaxError((*kept)[0], Expected(a)), 1e-6);
+  EXPECT_LT(MaxError((*next)[0], Expected(b)), 1e-6);
 }
 
 TEST(DeviceInputs, AreStagedIntoThePlanSoReplaysSeeEachBuffer) {

@@ -57,6 +57,8 @@ class Tensor {
   template <typename T> T* data() { return static_cast<T*>(data_); }
   template <typename T> const T* data() const { return static_cast<const T*>(data_); }
 
+  // Whether this is the only Tensor sharing its memory (false for views).
+  bool sole_owner() const { return owner_ != nullptr && owner_.use_count() == 1; }
   // Same memory, new shape (element count must match; checked by the caller).
   Tensor Reshaped(Shape shape) const;
   // Deep copy into fresh host memory (host tensors only).
