@@ -101,13 +101,17 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
         // A download: into page-locked memory (a direct DMA, no staging), reused while
         // the caller has dropped the previous run's tensor, so no fresh pages are
         // faulted in per run (20 vs 5 ms per 128^3 U-Net window on an H100).
-        Tensor& pooled = plan.downloaded_outputs[static_cast<int>(id)];
-        if (!pooled.sole_owner()) {
+        std::array<Tensor, 2>& slots = plan.downloaded_outputs[static_cast<int>(id)];
+        Tensor* pooled = slots[0].sole_owner() ? &slots[0] : &slots[1];
+        if (!pooled->sole_owner()) {
+          // Both held by the caller, or not made yet: fill an empty slot, else let the
+          // caller keep slot 0's memory and make a new one there.
+          pooled = !slots[0].defined() ? &slots[0] : !slots[1].defined() ? &slots[1] : &slots[0];
           const size_t bytes = static_cast<size_t>(ElementCount(v.shape)) * DTypeSize(v.dtype);
           ITKIT_ASSIGN_OR_RETURN(DeviceBuffer host, backends[static_cast<size_t>(v.downloaded_from)]->AllocateHost(bytes));
-          pooled = Tensor::Wrap(v.dtype, v.shape, host.owner, host.data, DeviceKind::kCpu);
+          *pooled = Tensor::Wrap(v.dtype, v.shape, host.owner, host.data, DeviceKind::kCpu);
         }
-        bound[id] = pooled;
+        bound[id] = *pooled;
         break;
       }
       case PlanValue::Kind::kIntermediate: {

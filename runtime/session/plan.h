@@ -3,6 +3,7 @@
 // planning), then executed by Session::Run for every call with those shapes.
 #pragma once
 
+#include <array>
 #include <deque>
 #include <map>
 #include <memory>
@@ -66,8 +67,9 @@ class Plan {
   };
   std::vector<Segment> segments;
   // Host memory of graph outputs downloaded from a device, by value id: page-locked
-  // (Backend::AllocateHost), reused by the next run once the caller has let go of it.
-  std::map<int, Tensor> downloaded_outputs;
+  // (Backend::AllocateHost), reused by a later run once the caller has let go of it.
+  // Two per output, so a caller holding the previous output allocates nothing either.
+  std::map<int, std::array<Tensor, 2>> downloaded_outputs;
   std::map<std::string, StepTime> profile;          // SessionOptions::profile_steps, by op type
   std::map<std::string, StepTime> profile_by_step;  // and by op type + node name
 };
