@@ -14,12 +14,10 @@ Status FuseConvActivation(Graph& graph, bool& changed) {
     const int act_index = index.SoleConsumer(conv.outputs[0]);
     if (act_index < 0) continue;
     Node& act = graph.nodes[static_cast<size_t>(act_index)];
-    const bool supported = IsOp(act, "Relu") || IsOp(act, "LeakyRelu") || IsOp(act, "Sigmoid") || IsOp(act, "Tanh");
-    if (!supported) continue;
+    if (!IsEpilogueActivation(act)) continue;
     conv.domain = kItkitDomain;
     conv.op_type = "FusedConv";
-    conv.attrs.SetString("activation", act.op_type);
-    if (IsOp(act, "LeakyRelu")) conv.attrs.SetFloat("alpha", act.attrs.GetFloat("alpha", 0.01f));
+    TakeActivation(conv, act);
     conv.outputs[0] = act.outputs[0];
     dead[static_cast<size_t>(act_index)] = true;
     changed = true;

@@ -28,9 +28,8 @@ Status FuseNormActivation(Graph& graph, bool& changed) {
     const int act_index = index.SoleConsumer(norm.outputs[0]);
     if (act_index < 0) continue;
     Node& act = graph.nodes[static_cast<size_t>(act_index)];
-    if (!(IsOp(act, "Relu") || IsOp(act, "LeakyRelu") || IsOp(act, "Sigmoid") || IsOp(act, "Tanh"))) continue;
-    norm.attrs.SetString("activation", act.op_type);
-    if (IsOp(act, "LeakyRelu")) norm.attrs.SetFloat("alpha", act.attrs.GetFloat("alpha", 0.01f));
+    if (!IsEpilogueActivation(act)) continue;
+    TakeActivation(norm, act);
     norm.outputs[0] = act.outputs[0];
     dead[static_cast<size_t>(act_index)] = true;
     fused = true;

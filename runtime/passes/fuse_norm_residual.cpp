@@ -14,13 +14,6 @@
 #include "passes/static_info.h"
 
 namespace itkit::passes {
-namespace {
-
-bool IsFusableActivation(const Node& n) {
-  return IsOp(n, "Relu") || IsOp(n, "LeakyRelu") || IsOp(n, "Sigmoid") || IsOp(n, "Tanh");
-}
-
-}  // namespace
 
 Status FuseNormResidual(Graph& graph, bool& changed) {
   GraphIndex index(graph);
@@ -49,10 +42,9 @@ Status FuseNormResidual(Graph& graph, bool& changed) {
     int last = add_index;
     const int act_index = index.SoleConsumer(output);
     if (act_index >= 0 && !dead[static_cast<size_t>(act_index)] &&
-        IsFusableActivation(graph.nodes[static_cast<size_t>(act_index)])) {
+        IsEpilogueActivation(graph.nodes[static_cast<size_t>(act_index)])) {
       const Node& act = graph.nodes[static_cast<size_t>(act_index)];
-      fused_node.attrs.SetString("activation", act.op_type);
-      if (IsOp(act, "LeakyRelu")) fused_node.attrs.SetFloat("alpha", act.attrs.GetFloat("alpha", 0.01f));
+      TakeActivation(fused_node, act);
       output = act.outputs[0];
       last = act_index;
     }

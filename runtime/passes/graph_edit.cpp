@@ -37,6 +37,15 @@ int GraphIndex::SoleConsumer(const std::string& value) const {
   return it->second[0];
 }
 
+bool IsEpilogueActivation(const Node& node) {
+  return IsOp(node, "Relu") || IsOp(node, "LeakyRelu") || IsOp(node, "Sigmoid") || IsOp(node, "Tanh");
+}
+
+void TakeActivation(Node& fused, const Node& act) {
+  fused.attrs.SetString("activation", act.op_type);
+  if (IsOp(act, "LeakyRelu")) fused.attrs.SetFloat("alpha", act.attrs.GetFloat("alpha", 0.01f));
+}
+
 bool IsOp(const Node& node, const char* op_type) { return IsOnnxDomain(node.domain) && node.op_type == op_type; }
 
 const Tensor* Constant(const Graph& graph, const std::string& name) {

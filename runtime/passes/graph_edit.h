@@ -27,6 +27,11 @@ class GraphIndex {
 };
 
 bool IsOp(const Node& node, const char* op_type);  // ONNX domain only
+// Activations the fused kernels apply in their epilogue (`activation` attribute of
+// itkit.FusedConv / itkit.GroupNorm): Relu, LeakyRelu, Sigmoid, Tanh.
+bool IsEpilogueActivation(const Node& node);
+// Moves `act` (an epilogue activation) into `fused`'s attributes.
+void TakeActivation(Node& fused, const Node& act);
 // Initializer by name or nullptr.
 const Tensor* Constant(const Graph& graph, const std::string& name);
 // Replaces every read of `from` (node inputs) by `to`. Graph outputs are not touched.
