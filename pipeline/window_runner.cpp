@@ -253,10 +253,11 @@ Result<WindowRunResult> RunWindows(Network& network, const WindowRunSpec& spec, 
   const Zyx& p = plan.patch;
   const int64_t window_elems = spec.channels * p[0] * p[1] * p[2];
   const std::shared_ptr<Backend> device = network.device_backend();  // nullptr: the CPU
-  // A device network's logits stay in its memory (not with TTA, which mirrors them on
-  // the host): accumulated there, or copied into one reused page-locked buffer for a
-  // host accumulator (LogitsOnHost).
-  const bool logits_on_device = !spec.tta && device;
+  // Logits stay on the GPU when they are accumulated there (not with TTA, which
+  // mirrors them on the host). For a host accumulator chosen up front (force_cpu) the
+  // session downloads them into page-locked memory it reuses; if the GPU accumulator
+  // could not be made after all, they come back through `logits_staging`.
+  const bool logits_on_device = !spec.tta && device && WantsCudaAccumulator(spec, network);
   DeviceBuffer logits_staging;
   const bool prefetch = spec.prefetch.value_or(device != nullptr);
   // Batches for a device network live in memory its copies are fastest from (pinned)
