@@ -7,12 +7,9 @@
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
-OUT="${OUT:-$repo/build-device/out}"
-mkdir -p "$OUT"
-exec > >(tee "$OUT/ablation.log") 2>&1
 source "$repo/bench/device/device_env.sh"
-device_env_unpack || { echo "no $bundle: run bench/device/pack.sh first"; exit 1; }
-device_env_export
+device_env_log ablation.log
+device_env_ready || exit 1
 python3 bench/device/torch_reference.py export --out /tmp/ref_unet.onnx >/dev/null 2>&1 || exit 1
 unet=("$dest/bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --batch 4 --patch 128 --stride 64 --volume 320,512,512
       --tuning-cache /tmp/itkit-tuning)

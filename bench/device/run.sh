@@ -19,9 +19,8 @@
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
-OUT="${OUT:-$repo/build-device/out}"
-mkdir -p "$OUT"
-exec > >(tee "$OUT/run.log") 2>&1
+source "$repo/bench/device/device_env.sh"
+device_env_log run.log
 exec 3>&1  # step headers go here even when a step's output is redirected to a file
 start=$(date +%s)
 budget=${ITKIT_DEVICE_BUDGET_S:-450}
@@ -48,7 +47,6 @@ step() {
 }
 
 # ---- libraries and binaries (bench/device/device_env.sh) ----
-source "$repo/bench/device/device_env.sh"
 if ! device_env_unpack; then
   # No bundle: try to build here (needs GTest, Google Benchmark and oneDNN on this image).
   echo "no $bundle: building on this machine"

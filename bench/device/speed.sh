@@ -10,12 +10,9 @@
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
-OUT="${OUT:-$repo/build-device/out}"
-mkdir -p "$OUT"
-exec > >(tee "$OUT/speed.log") 2>&1
 source "$repo/bench/device/device_env.sh"
-device_env_unpack || { echo "no $bundle: run bench/device/pack.sh first"; exit 1; }
-device_env_export
+device_env_log speed.log
+device_env_ready || exit 1
 bin="$dest/bin"
 commit="$(cat "$dest/COMMIT" 2>/dev/null || echo unknown)"
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  commit: $commit"
