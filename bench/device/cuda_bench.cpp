@@ -4,7 +4,8 @@
 //       test_data_set_*/input_0.pb) on the CPU, CUDA FP32 and CUDA FP16: relative
 //       error vs the CPU and vs the stored (PyTorch) output, argmax agreement over
 //       the class axis, ops placed on the GPU. Exit 1 when a target is missed
-//       (FP32 <= 1e-3, FP16 <= 1e-2, argmax >= 99.9 %).
+//       (FP32 <= 1e-3, FP16 <= 1e-2, argmax >= 99.9 % per case; for FP16, positions
+//       whose CPU top-two logits lie within 2^-10 relative are ties, not judged).
 //   itkit_cuda_bench unet MODEL.onnx [--fp16] [--tf32] [--batch 4] [--patch 128]
 //       [--stride 64] [--volume 320,512,512] [--repeat 20] [--warmup 3]
 //       [--tuning-cache DIR] [--json FILE] [--profile]
@@ -93,7 +94,10 @@ struct Diff {
   double rel = 0, agree = 1;  // relative L2 error; argmax agreement over axis 1 (1 when n/a)
 };
 
-Diff Compare(const Tensor& got, const Tensor& ref) {
+// Positions where the reference's top two classes differ by less than `tie_margin`
+// relative are ties at the precision under test and are not judged (as the test
+// runner's --argmax-tie-margin).
+Diff Compare(const Tensor& got, const Tensor& ref, double tie_margin = 0.0) {
   Diff d;
   if (got.shape() != ref.shape() || got.dtype() != ref.dtype()) {
     d.rel = INFINITY;
@@ -116,7 +120,7 @@ Diff Compare(const Tensor& got, const Tensor& ref) {
   d.rel = std::sqrt(e2) / std::max(std::sqrt(r2), 1e-30);
   if (ref.rank() >= 2 && ref.dim(1) > 1) {  // class axis 1
     const int64_t n = ref.dim(0), c = ref.dim(1), inner = ref.size() / (n * c);
-    int64_t same = 0;
+    int64_t same = 0, judged = 0;
     for (int64_t b = 0; b < n; ++b)
       for (int64_t i = 0; i < inner; ++i) {
         int64_t ga = 0, ra = 0;
@@ -125,9 +129,15 @@ Diff Compare(const Tensor& got, const Tensor& ref) {
           if (got.GetAsDouble(at) > got.GetAsDouble((b * c + ga) * inner + i)) ga = k;
           if (ref.GetAsDouble(at) > ref.GetAsDouble((b * c + ra) * inner + i)) ra = k;
         }
+        const double top = ref.GetAsDouble((b * c + ra) * inner + i);
+        double second = -INFINITY;
+        for (int64_t k = 0; k < c; ++k)
+          if (k != ra) second = std::max(second, ref.GetAsDouble((b * c + k) * inner + i));
+        if (top - second < tie_margin * std::fabs(top)) continue;  // a tie: not judged
+        ++judged;
         same += ga == ra;
       }
-    d.agree = static_cast<double>(same) / static_cast<double>(n * inner);
+    d.agree = judged ? static_cast<double>(same) / static_cast<double>(judged) : 1.0;
   }
   return d;
 }
@@ -193,7 +203,8 @@ int RunZoo(const std::vector<std::string>& dirs) {
         ++failures;
         continue;
       }
-      const Diff d32 = Compare(outs[1][0], outs[0][0]), d16 = Compare(outs[2][0], outs[0][0]);
+      // FP16: near-ties of the CPU's logits (within one f16 step, 2^-10) are not judged.
+      const Diff d32 = Compare(outs[1][0], outs[0][0]), d16 = Compare(outs[2][0], outs[0][0], 1.0 / 1024);
       const Diff torch = stored.ok() ? Compare(outs[1][0], stored->tensor) : Diff{NAN, NAN};
       auto stats = sessions[1]->StatsFor({input->tensor.shape()});
       size_t on_gpu = 0, total = 0;
@@ -201,14 +212,11 @@ int RunZoo(const std::vector<std::string>& dirs) {
         total = stats->num_steps;
         on_gpu = stats->steps_per_backend["cuda"];
       }
-      // FP16's argmax criterion (>= 99.9 % over the zoo, near-ties not judged) is the
-      // test runner's (run.sh's next step); here it is shown per case, raw: a small op
-      // case with a few hundred positions drops below 99.9 % with one near-tie flip.
-      const bool pass = d32.rel <= 1e-3 && d16.rel <= 1e-2 && d32.agree >= 0.999;
+      // Per case, stricter than the whole-zoo FP16 criterion (the runner's step).
+      const bool pass = d32.rel <= 1e-3 && d16.rel <= 1e-2 && d32.agree >= 0.999 && d16.agree >= 0.999;
       failures += !pass;
       std::printf("%-26s %-6d %10.2e %10.2e %8.3f%% %10.2e %8.3f%% %5zu/%-6zu %s\n", name.c_str(), set, d32.rel,
-                  torch.rel, 100 * d32.agree, d16.rel, 100 * d16.agree, on_gpu, total,
-                  !pass ? "FAIL" : d16.agree < 0.999 ? "ok (fp16 argmax: see the runner)" : "ok");
+                  torch.rel, 100 * d32.agree, d16.rel, 100 * d16.agree, on_gpu, total, pass ? "ok" : "FAIL");
     }
   }
   std::printf("zoo on CUDA: %s (%d failing)\n", failures ? "FAILED" : "passed", failures);
