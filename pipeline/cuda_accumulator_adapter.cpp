@@ -94,6 +94,10 @@ Result<std::unique_ptr<Accumulator>> CreateCudaAccumulator(const AccumulatorSpec
   o.num_classes = spec.classes;
   o.volume = {spec.grid[0], spec.grid[1], spec.grid[2]};
   o.patch = {spec.patch[0], spec.patch[1], spec.patch[2]};
+  // Windows come in non-decreasing z (WindowPlan order): without averages to keep,
+  // a patch-deep ring of slices is all the GPU holds.
+  o.keep_averages = spec.keep_averages;
+  o.label_dtype = spec.target.wide ? DType::kI32 : DType::kU8;
   const size_t pz = static_cast<size_t>(spec.patch[0]), py = static_cast<size_t>(spec.patch[1]),
                px = static_cast<size_t>(spec.patch[2]);
   o.weights.assign(pz * py * px, 1.0f);

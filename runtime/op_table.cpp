@@ -1,8 +1,11 @@
 // The one list of ops the runtime knows. Fused ops created by passes (domain "itkit"):
-//   FusedConv      Conv's inputs (X, W, optional B; no residual input) and attributes,
-//                  plus `activation` in {"", Relu, LeakyRelu, Sigmoid, Tanh, Gelu} and
-//                  `alpha` (LeakyRelu slope, default 0.01):  Y = act(Conv(X, W) + B).
-//                  See runtime/passes/fuse_conv_activation.cpp, shape_infer/conv.cpp.
+//   FusedConv      Conv's inputs (X, W, optional B) and attributes, an optional Z of
+//                  exactly Y's shape and dtype, plus `activation` in {"", Relu, LeakyRelu,
+//                  Sigmoid, Tanh, Gelu} and `alpha` (LeakyRelu slope, default 0.01):
+//                  Y = act(Conv(X, W) + B + Z). Z is how a convolution over a Concat is
+//                  split into one per part, each adding into the next, without the Concat.
+//                  See runtime/passes/fuse_conv_activation.cpp, split_conv_over_concat.cpp,
+//                  shape_infer/conv.cpp.
 //   GroupNorm      X [N,C,...], scale[C], bias[C], optional residual R; `num_groups`
 //                  (divides C), `epsilon` (default 1e-5), optional `activation`/`alpha` as
 //                  for FusedConv:

@@ -88,6 +88,21 @@ Result<std::shared_ptr<Backend>> Cuda(bool fp16, bool tf32, const std::string& c
   return CreateCudaBackend(o);
 }
 
+// ITKIT_DISABLE_PASSES=a,b: graph passes switched off, for ablations.
+std::vector<std::string> DisabledPasses() {
+  std::vector<std::string> names;
+  const char* v = std::getenv("ITKIT_DISABLE_PASSES");
+  std::string list = v ? v : "";
+  for (size_t pos = 0; pos < list.size();) {
+    size_t end = list.find(',', pos);
+    if (end == std::string::npos) end = list.size();
+    if (end > pos) names.push_back(list.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  if (!names.empty()) std::printf("passes off: %s\n", list.c_str());
+  return names;
+}
+
 // ---- zoo ---------------------------------------------------------------------------
 
 struct Diff {
@@ -339,6 +354,7 @@ int RunUNet(const UNetArgs& a) {
   };
   SessionOptions so;
   so.backends.push_back(*backend);
+  so.disabled_passes = DisabledPasses();
   double plan_ms = 0, plan2_ms = 0, plan3_ms = 0, device_ms = 0, upload_ms = 0, e2e_ms = 0;
   {
     auto s = Session::Create(SlicedOutput(*model), so);
@@ -403,6 +419,7 @@ int RunUNet(const UNetArgs& a) {
   ao.num_classes = (*probe)[0].dim(1);
   ao.volume = {D, H, W};
   ao.patch = {P, P, P};
+  ao.keep_averages = false;  // labels only, as the pipeline: a patch-deep ring of slices
   auto acc = cuda::SlidingWindowAccumulator::Create(ao, *backend);
   if (!acc.ok()) return Fail(acc.status());
   const auto t0 = Clock::now();
@@ -449,13 +466,19 @@ int RunUNet(const UNetArgs& a) {
   if (!labels.ok()) return Fail(labels.status());
   const double total_ms = Ms(t0, Clock::now());
   auto mem = cuda::GetMemoryStats(**backend);
-  const double peak_mib = mem.ok() ? mem->peak_bytes / 1048576.0 + (*acc)->device_bytes() / 1048576.0 : 0;
+  // The accumulator allocates through the backend's context, so the backend's peak
+  // already holds it (it was counted twice until session 5: ~1.3 GiB too much).
+  const double peak_mib = mem.ok() ? mem->peak_bytes / 1048576.0 : 0;
   const double used_mib = mem.ok() ? (mem->device_total - mem->device_free) / 1048576.0 : 0;
+  auto loop_stats = (*s)->StatsFor({window});
+  const double arena_mib = loop_stats.ok() ? loop_stats->arena_bytes / 1048576.0 : 0;
   std::printf("sliding window %ldx%ldx%ld, patch %ld, stride %ld: %zu windows in %.2f s (%.2f ms/window: gather %.0f "
-              "ms, network %.0f ms, accumulate %.0f ms), peak GPU %.0f MiB (device in use %.0f MiB)\n",
+              "ms, network %.0f ms, accumulate %.0f ms), peak GPU %.0f MiB (of which arena %.0f, accumulator %.0f, "
+              "volume %.0f; device in use %.0f MiB)\n",
               static_cast<long>(D), static_cast<long>(H), static_cast<long>(W), static_cast<long>(P),
               static_cast<long>(a.stride), origins.size(), total_ms / 1000, total_ms / origins.size(), gather_ms,
-              run_ms, acc_ms, peak_mib, used_mib);
+              run_ms, acc_ms, peak_mib, arena_mib, (*acc)->device_bytes() / 1048576.0, volume.bytes() / 1048576.0,
+              used_mib);
   if (!a.json.empty()) {
     FILE* f = std::fopen(a.json.c_str(), "w");
     if (!f) return Fail(IoError("cannot write ", a.json));

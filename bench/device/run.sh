@@ -93,6 +93,13 @@ if [[ -f /tmp/ref_unet.onnx ]]; then
   step "ours: reference U-Net fp16" 170 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 \
     --patch 128 --stride 64 --volume 320,512,512 --tuning-cache /tmp/itkit-tuning --json "$OUT/ours_fp16.json" --profile
 fi
+# The decoder convolutions split over their Concat (split_conv_over_concat: 0.9 GiB
+# less arena at batch 4) against the unsplit graph, for time and memory.
+if [[ -f /tmp/ref_unet.onnx && ${ITKIT_SPLIT_ABLATION:-1} == 1 ]]; then
+  step "ours: reference U-Net fp16, split_conv_over_concat off" 120 env ITKIT_DISABLE_PASSES=split_conv_over_concat \
+    "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 --patch 128 --stride 64 --volume 320,512,512 \
+    --tuning-cache /tmp/itkit-tuning --repeat 10
+fi
 # Where FP32/TF32 time goes (TF32 runs ~4x slower than PyTorch's TF32 here): the profile.
 if [[ -f /tmp/ref_unet.onnx && ${ITKIT_TF32_PROFILE:-1} == 1 ]]; then
   step "ours: reference U-Net tf32 (profile)" 60 "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --tf32 --batch 4 \

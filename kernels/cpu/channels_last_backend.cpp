@@ -38,6 +38,8 @@ class ChannelsLastAdapter final : public OpKernel {
   }
 
   size_t workspace_bytes() const override { return workspace_; }
+  // Safe to forward: a converted input is read whole before any output is written.
+  int in_place_input() const override { return inner_->in_place_input(); }
 
   Status Run(KernelContext& ctx) override {
     if (ctx.workspace_bytes < workspace_) return Internal("channels-last adapter workspace too small");

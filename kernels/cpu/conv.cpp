@@ -5,6 +5,7 @@
 #include "shape_infer/window_geometry.h"
 #include "cpu/conv_kernels.h"
 #include "cpu/cpu_ops.h"
+#include "itkit/thread_pool.h"
 
 namespace itkit::cpu {
 
@@ -90,6 +91,51 @@ class ReferenceConvKernel final : public OpKernel {
   ConvParams p_;
 };
 
+// FusedConv with Z: the convolution (+ bias) by any of the kernels below, then
+// Y = act(Y + Z) in one pass. Y may be placed over Z (in_place_input): the convolution
+// then writes a workspace copy first.
+class ConvPlusZKernel final : public OpKernel {
+ public:
+  ConvPlusZKernel(std::unique_ptr<Node> inner_node, std::unique_ptr<OpKernel> conv, Activation act, size_t y_bytes)
+      : inner_node_(std::move(inner_node)), conv_(std::move(conv)), act_(act), y_bytes_(AlignUp64(y_bytes)) {}
+
+  size_t workspace_bytes() const override { return AlignUp64(conv_->workspace_bytes()) + y_bytes_; }
+  int in_place_input() const override { return 3; }
+
+  Status Run(KernelContext& ctx) override {
+    if (ctx.inputs.size() < 4 || ctx.inputs[3] == nullptr) return Internal("FusedConv: Z missing");
+    Tensor& y = *ctx.outputs[0];
+    const bool z_in_y = ctx.inputs[3]->raw() == y.raw();
+    Tensor scratch;
+    KernelContext conv_ctx = ctx;
+    conv_ctx.inputs.resize(3);
+    conv_ctx.workspace_bytes = AlignUp64(conv_->workspace_bytes());
+    if (z_in_y) {
+      uint8_t* after_conv_workspace = static_cast<uint8_t*>(ctx.workspace) + conv_ctx.workspace_bytes;
+      scratch = Tensor::Wrap(y.dtype(), y.shape(), nullptr, after_conv_workspace, y.device());
+      conv_ctx.outputs = {&scratch};
+    }
+    ITKIT_RETURN_IF_ERROR(conv_->Run(conv_ctx));
+    const float* conv = z_in_y ? scratch.data<float>() : y.data<float>();
+    float* out = y.data<float>();
+    const float* z = ctx.inputs[3]->data<float>();
+    const Activation act = act_;
+    ParallelFor(ctx.pool, y.size(), 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = conv[i] + z[i];
+      ApplyActivation(act, out + begin, end - begin);
+    });
+    return Status::Ok();
+  }
+
+ private:
+  static size_t AlignUp64(size_t v) { return (v + 63) / 64 * 64; }
+
+  std::unique_ptr<Node> inner_node_;  // the convolution's node (no Z, no activation): conv_ may point at it
+  std::unique_ptr<OpKernel> conv_;
+  Activation act_;
+  size_t y_bytes_;
+};
+
 Result<std::unique_ptr<OpKernel>> CreateConv(const NodeSignature& sig) {
   return CreateConvKernel(sig, false, ConvImpl::kAuto);
 }
@@ -99,7 +145,8 @@ Result<std::unique_ptr<OpKernel>> CreateConvTranspose(const NodeSignature& sig) 
 
 }  // namespace
 
-Result<std::unique_ptr<OpKernel>> CreateConvKernel(const NodeSignature& sig, bool transpose, ConvImpl impl) {
+static Result<std::unique_ptr<OpKernel>> CreateConvKernelWithoutZ(const NodeSignature& sig, bool transpose,
+                                                                  ConvImpl impl) {
   ITKIT_ASSIGN_OR_RETURN(ConvParams p, MakeConvParams(sig, transpose));
   const bool empty = p.batch == 0 || p.out_channels == 0 || p.out_spatial() == 0 || p.in_channels == 0 ||
                      p.in_spatial() == 0;
@@ -115,6 +162,24 @@ Result<std::unique_ptr<OpKernel>> CreateConvKernel(const NodeSignature& sig, boo
   }
   if (impl == ConvImpl::kOnednn) return Unsupported(sig.node->Describe(), ": empty tensors are not sent to oneDNN");
   return std::unique_ptr<OpKernel>(std::make_unique<ReferenceConvKernel>(p));
+}
+
+Result<std::unique_ptr<OpKernel>> CreateConvKernel(const NodeSignature& sig, bool transpose, ConvImpl impl) {
+  const bool has_z = !transpose && sig.inputs.size() > 3 && sig.inputs[3].dtype != DType::kUndefined;
+  if (!has_z) return CreateConvKernelWithoutZ(sig, transpose, impl);
+  if (sig.inputs[3].dtype != DType::kF32)
+    return Unsupported(sig.node->Describe(), ": ", DTypeName(sig.inputs[3].dtype), " Z is not supported on the CPU");
+  ITKIT_ASSIGN_OR_RETURN(Activation act, ParseActivation(*sig.node));
+  auto inner_node = std::make_unique<Node>(*sig.node);
+  inner_node->inputs.resize(3);
+  inner_node->attrs.Erase("activation");
+  NodeSignature inner = sig;
+  inner.node = inner_node.get();
+  inner.inputs.resize(3);
+  ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<OpKernel> conv, CreateConvKernelWithoutZ(inner, false, impl));
+  const size_t y_bytes = static_cast<size_t>(ElementCount(sig.outputs[0].shape)) * sizeof(float);
+  return std::unique_ptr<OpKernel>(
+      std::make_unique<ConvPlusZKernel>(std::move(inner_node), std::move(conv), act, y_bytes));
 }
 
 void AppendConvKernels(std::vector<CpuOpEntry>& table) {

@@ -62,6 +62,8 @@ class F16Adapter final : public OpKernel {
       : inner_(std::move(inner)), half_inputs_(std::move(half_inputs)), half_outputs_(std::move(half_outputs)) {}
 
   size_t workspace_bytes() const override { return inner_->workspace_bytes(); }
+  // Safe to forward: a converted input is read whole before any output is written.
+  int in_place_input() const override { return inner_->in_place_input(); }
 
   Status Run(KernelContext& ctx) override {
     KernelContext c = ctx;

@@ -18,6 +18,7 @@ class KeepConstants final : public OpKernel {
   KeepConstants(std::unique_ptr<OpKernel> inner, std::vector<Tensor> constants)
       : inner_(std::move(inner)), constants_(std::move(constants)) {}
   size_t workspace_bytes() const override { return inner_->workspace_bytes(); }
+  int in_place_input() const override { return inner_->in_place_input(); }
   Status Run(KernelContext& ctx) override { return inner_->Run(ctx); }
 
  private:

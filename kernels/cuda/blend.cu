@@ -1,13 +1,16 @@
 // The sliding-window accumulator of itkit/cuda_accumulator.h: weighted window logits
-// summed into a [classes, D, H, W] f32 volume plus a [D, H, W] weight sum, and the
-// argmax over classes (argmax.cu) producing the label volume. Windows of one batch
-// are added one launch each, in stream order: overlapping windows never race, and
-// the sum is deterministic.
+// summed into an f32 volume of z slices, each [classes, H, W] (slice-major, so that any
+// run of slices is one [slices, classes, H*W] block for the argmax of argmax.cu), plus a
+// [D, H, W] weight sum when averages are kept. Labels-only accumulation holds a
+// patch-deep ring of slices instead of the volume (slice_ring.h). Windows of one batch
+// are added one launch each, in stream order: overlapping windows never race, and the
+// sum is deterministic.
 #include <algorithm>
 #include <cmath>
 
 #include "cuda/argmax.cuh"
 #include "cuda/common.cuh"
+#include "cuda/slice_ring.h"
 #include "itkit/cuda_accumulator.h"
 #include "itkit/log.h"
 
@@ -19,22 +22,24 @@ struct WindowArgs {
   int64_t pz, py, px;   // window extent
   int64_t D, H, W;      // volume extent
   int64_t classes;
+  int64_t slots;        // z slices held: slice z is in slot z % slots (slots == D: all)
 };
 
-// One thread per window voxel; the classes of that voxel in a loop.
+// One thread per window voxel; the classes of that voxel in a loop. wsum may be null.
 template <typename T>
 __global__ void AccumulateKernel(const T* __restrict__ logits, const float* __restrict__ weights,
                                  float* __restrict__ sums, float* __restrict__ wsum, WindowArgs a) {
-  const int64_t P = a.pz * a.py * a.px, V = a.D * a.H * a.W;
+  const int64_t P = a.pz * a.py * a.px, HW = a.H * a.W;
   for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < P;
        p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t x = p % a.px, y = (p / a.px) % a.py, z = p / (a.px * a.py);
     const int64_t vz = a.oz + z, vy = a.oy + y, vx = a.ox + x;
     if (vz < 0 || vz >= a.D || vy < 0 || vy >= a.H || vx < 0 || vx >= a.W) continue;
-    const int64_t v = (vz * a.H + vy) * a.W + vx;
+    const int64_t plane = vy * a.W + vx;
+    float* slice = sums + (vz % a.slots) * a.classes * HW + plane;
     const float w = weights[p];
-    for (int64_t c = 0; c < a.classes; ++c) sums[c * V + v] += w * ToF(logits[c * P + p]);
-    wsum[v] += w;
+    for (int64_t c = 0; c < a.classes; ++c) slice[c * HW] += w * ToF(logits[c * P + p]);
+    if (wsum != nullptr) wsum[vz * HW + plane] += w;
   }
 }
 
@@ -43,6 +48,12 @@ Status CheckOptions(const AccumulatorOptions& o) {
   for (int a = 0; a < 3; ++a) {
     if (o.volume[a] <= 0) return InvalidArgument("accumulator: volume extents must be positive");
     if (o.patch[a] <= 0) return InvalidArgument("accumulator: patch extents must be positive");
+  }
+  if (!o.keep_averages) {
+    if (o.label_dtype != DType::kU8 && o.label_dtype != DType::kI32 && o.label_dtype != DType::kI64)
+      return InvalidArgument("accumulator: labels must be u8, i32 or i64");
+    if (o.label_dtype == DType::kU8 && o.num_classes > 256)
+      return InvalidArgument("accumulator: ", o.num_classes, " classes do not fit u8 labels");
   }
   const int64_t P = o.patch[0] * o.patch[1] * o.patch[2];
   if (!o.weights.empty()) {
@@ -58,16 +69,26 @@ Status CheckOptions(const AccumulatorOptions& o) {
 
 class Accumulator final : public SlidingWindowAccumulator {
  public:
-  Accumulator(std::shared_ptr<CudaContext> ctx, AccumulatorOptions o) : ctx_(std::move(ctx)), o_(std::move(o)) {}
+  Accumulator(std::shared_ptr<CudaContext> ctx, AccumulatorOptions o)
+      : ctx_(std::move(ctx)),
+        o_(std::move(o)),
+        ring_(o_.volume[0], o_.keep_averages ? o_.volume[0] : std::min(o_.patch[0], o_.volume[0])) {}
 
   Status Init() {
-    V_ = o_.volume[0] * o_.volume[1] * o_.volume[2];
+    HW_ = o_.volume[1] * o_.volume[2];
     P_ = o_.patch[0] * o_.patch[1] * o_.patch[2];
     const std::vector<float> w = o_.weights.empty() ? DefaultWindowWeights(o_.patch, o_.blend, o_.sigma_scale) : o_.weights;
-    ITKIT_ASSIGN_OR_RETURN(sums_, ctx_->Allocate(static_cast<size_t>(o_.num_classes * V_) * sizeof(float)));
-    ITKIT_ASSIGN_OR_RETURN(wsum_, ctx_->Allocate(static_cast<size_t>(V_) * sizeof(float)));
+    const size_t sum_floats = static_cast<size_t>(ring_.depth() * o_.num_classes * HW_);
+    ITKIT_ASSIGN_OR_RETURN(sums_, ctx_->Allocate(sum_floats * sizeof(float)));
+    if (o_.keep_averages) {
+      ITKIT_ASSIGN_OR_RETURN(wsum_, ctx_->Allocate(static_cast<size_t>(o_.volume[0] * HW_) * sizeof(float)));
+    }
     ITKIT_ASSIGN_OR_RETURN(weights_, ctx_->Allocate(static_cast<size_t>(P_) * sizeof(float)));
     ITKIT_RETURN_IF_ERROR(ctx_->Upload(weights_.data, w.data(), w.size() * sizeof(float)));
+    if (!o_.keep_averages) {  // labels are written while windows come
+      const size_t label_bytes = static_cast<size_t>(o_.volume[0] * HW_) * DTypeSize(o_.label_dtype);
+      ITKIT_ASSIGN_OR_RETURN(labels_, ctx_->Allocate(label_bytes));
+    }
     return Reset();
   }
 
@@ -84,6 +105,7 @@ class Accumulator final : public SlidingWindowAccumulator {
     if (static_cast<int64_t>(origins.size()) != batch)
       return InvalidArgument("accumulator: ", origins.size(), " origins for a batch of ", batch);
     if (!IsF32OrF16(logits.dtype())) return InvalidArgument("accumulator: logits must be f32 or f16");
+    if (finished_) return InvalidArgument("accumulator: labels-only windows added after ArgMax (Reset first)");
     const void* src = logits.raw();
     if (logits.device() == DeviceKind::kCpu) {
       if (staging_.bytes < logits.bytes()) {
@@ -95,8 +117,13 @@ class Accumulator final : public SlidingWindowAccumulator {
     }
     const size_t elem = DTypeSize(logits.dtype());
     for (int64_t b = 0; b < batch; ++b) {
+      if (!o_.keep_averages) {
+        // Slices below this window are final: labels now, their slots free for the window.
+        ITKIT_ASSIGN_OR_RETURN(std::vector<SliceRun> done, ring_.Admit(origins[b][0], origins[b][0] + o_.patch[0]));
+        ITKIT_RETURN_IF_ERROR(Finalise(done));
+      }
       WindowArgs a{origins[b][0], origins[b][1], origins[b][2], o_.patch[0], o_.patch[1], o_.patch[2],
-                   o_.volume[0], o_.volume[1], o_.volume[2], o_.num_classes};
+                   o_.volume[0], o_.volume[1], o_.volume[2], o_.num_classes, ring_.depth()};
       const void* window = static_cast<const uint8_t*>(src) + static_cast<size_t>(b * o_.num_classes * P_) * elem;
       ITKIT_RETURN_IF_ERROR(DispatchFloat(logits.dtype(), [&]<typename T>() -> Status {
         AccumulateKernel<T><<<GridFor(P_, *ctx_), kThreads, 0, ctx_->stream>>>(
@@ -111,34 +138,47 @@ class Accumulator final : public SlidingWindowAccumulator {
 
   Result<Tensor> ArgMax(DType label_dtype) override {
     ITKIT_RETURN_IF_ERROR(ctx_->Activate());
-    if (label_dtype != DType::kU8 && label_dtype != DType::kI32 && label_dtype != DType::kI64)
-      return InvalidArgument("accumulator: labels must be u8, i32 or i64");
-    if (label_dtype == DType::kU8 && o_.num_classes > 256)
-      return InvalidArgument("accumulator: ", o_.num_classes, " classes do not fit u8 labels");
-    const size_t bytes = static_cast<size_t>(V_) * DTypeSize(label_dtype);
-    if (labels_.bytes < bytes) {
-      labels_ = DeviceBuffer();
-      ITKIT_ASSIGN_OR_RETURN(labels_, ctx_->Allocate(bytes));
+    const size_t bytes = static_cast<size_t>(o_.volume[0] * HW_) * DTypeSize(label_dtype);
+    if (o_.keep_averages) {
+      // Any label type, any number of times: the sums stay.
+      if (label_dtype != DType::kU8 && label_dtype != DType::kI32 && label_dtype != DType::kI64)
+        return InvalidArgument("accumulator: labels must be u8, i32 or i64");
+      if (label_dtype == DType::kU8 && o_.num_classes > 256)
+        return InvalidArgument("accumulator: ", o_.num_classes, " classes do not fit u8 labels");
+      if (labels_.bytes < bytes) {
+        labels_ = DeviceBuffer();
+        ITKIT_ASSIGN_OR_RETURN(labels_, ctx_->Allocate(bytes));
+      }
+      o_.label_dtype = label_dtype;
+      // Dividing by the weight sum would not change the argmax: skipped.
+      ITKIT_RETURN_IF_ERROR(Finalise({SliceRun{0, 0, o_.volume[0]}}, /*zero_slots=*/false));
+    } else {
+      if (label_dtype != o_.label_dtype)
+        return InvalidArgument("accumulator: labels were set up as ", DTypeName(o_.label_dtype), ", asked for ",
+                               DTypeName(label_dtype));
+      if (!finished_) ITKIT_RETURN_IF_ERROR(Finalise(ring_.Finish()));
+      finished_ = true;
     }
-    // Dividing by the weight sum would not change the argmax: skipped.
-    ITKIT_RETURN_IF_ERROR(LaunchArgReduce(*ctx_, sums_.data, DType::kF32, labels_.data, label_dtype, 1, o_.num_classes,
-                                          V_, false, false));
     ITKIT_ASSIGN_OR_RETURN(Tensor out, Tensor::Allocate(label_dtype, {o_.volume[0], o_.volume[1], o_.volume[2]}));
     ITKIT_RETURN_IF_ERROR(ctx_->Download(out.raw(), labels_.data, bytes));
     return out;
   }
 
   Result<Tensor> AveragedLogits() override {
-    ITKIT_ASSIGN_OR_RETURN(Tensor out,
-                           Tensor::Allocate(DType::kF32, {o_.num_classes, o_.volume[0], o_.volume[1], o_.volume[2]}));
-    std::vector<float> wsum(static_cast<size_t>(V_));
-    ITKIT_RETURN_IF_ERROR(ctx_->Download(out.raw(), sums_.data, out.bytes()));
+    if (!o_.keep_averages)
+      return InvalidArgument("accumulator: averaged logits need AccumulatorOptions::keep_averages");
+    const int64_t C = o_.num_classes, D = o_.volume[0];
+    ITKIT_ASSIGN_OR_RETURN(Tensor out, Tensor::Allocate(DType::kF32, {C, D, o_.volume[1], o_.volume[2]}));
+    std::vector<float> sums(static_cast<size_t>(D * C * HW_)), wsum(static_cast<size_t>(D * HW_));
+    ITKIT_RETURN_IF_ERROR(ctx_->Download(sums.data(), sums_.data, sums.size() * sizeof(float)));
     ITKIT_RETURN_IF_ERROR(ctx_->Download(wsum.data(), wsum_.data, wsum.size() * sizeof(float)));
     float* o = out.data<float>();
-    for (int64_t c = 0; c < o_.num_classes; ++c)
-      for (int64_t v = 0; v < V_; ++v) {
-        const float w = wsum[static_cast<size_t>(v)];
-        o[c * V_ + v] = w > 0.0f ? o[c * V_ + v] / w : 0.0f;
+    for (int64_t z = 0; z < D; ++z)
+      for (int64_t c = 0; c < C; ++c) {
+        const float* slice = sums.data() + (z * C + c) * HW_;
+        const float* w = wsum.data() + z * HW_;
+        float* dst = o + (c * D + z) * HW_;
+        for (int64_t i = 0; i < HW_; ++i) dst[i] = w[i] > 0.0f ? slice[i] / w[i] : 0.0f;
       }
     return out;
   }
@@ -146,7 +186,9 @@ class Accumulator final : public SlidingWindowAccumulator {
   Status Reset() override {
     ITKIT_RETURN_IF_ERROR(ctx_->Activate());
     ITKIT_CUDA_CHECK(cudaMemsetAsync(sums_.data, 0, sums_.bytes, ctx_->stream));
-    ITKIT_CUDA_CHECK(cudaMemsetAsync(wsum_.data, 0, wsum_.bytes, ctx_->stream));
+    if (wsum_.data != nullptr) ITKIT_CUDA_CHECK(cudaMemsetAsync(wsum_.data, 0, wsum_.bytes, ctx_->stream));
+    ring_.Reset();
+    finished_ = false;
     return Status::Ok();
   }
 
@@ -155,9 +197,28 @@ class Accumulator final : public SlidingWindowAccumulator {
   }
 
  private:
+  // Labels of each run's slices (argmax over classes); their ring slots are then zeroed
+  // for the slices that will take them over.
+  Status Finalise(const std::vector<SliceRun>& runs, bool zero_slots = true) {
+    const size_t label_size = DTypeSize(o_.label_dtype);
+    const size_t slice_floats = static_cast<size_t>(o_.num_classes * HW_);
+    for (const SliceRun& r : runs) {
+      float* slots = static_cast<float*>(sums_.data) + static_cast<size_t>(r.slot) * slice_floats;
+      void* labels = static_cast<uint8_t*>(labels_.data) + static_cast<size_t>(r.z * HW_) * label_size;
+      ITKIT_RETURN_IF_ERROR(LaunchArgReduce(*ctx_, slots, DType::kF32, labels, o_.label_dtype, r.count,
+                                            o_.num_classes, HW_, false, false));
+      if (zero_slots)
+        ITKIT_CUDA_CHECK(cudaMemsetAsync(slots, 0, static_cast<size_t>(r.count) * slice_floats * sizeof(float),
+                                         ctx_->stream));
+    }
+    return Status::Ok();
+  }
+
   std::shared_ptr<CudaContext> ctx_;
   AccumulatorOptions o_;
-  int64_t V_ = 0, P_ = 0;
+  SliceRing ring_;
+  int64_t HW_ = 0, P_ = 0;
+  bool finished_ = false;  // labels are complete (ArgMax ran); Reset starts a volume
   DeviceBuffer sums_, wsum_, weights_, staging_, labels_;
 };
 

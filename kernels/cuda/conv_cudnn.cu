@@ -13,6 +13,9 @@
 //    workspace (one tiled transpose, which also applies bias and activation on the
 //    way out). A channels-last f32 value is converted by an elementwise pass.
 //
+// itkit.FusedConv's Z (Y = act(conv + B + Z)) is added by the epilogue pass, or by
+// cuDNN itself (beta = 1) when the session placed Y in Z's memory.
+//
 // The algorithm is chosen once per shape (timed with cudnnFind*, or cuDNN's heuristic
 // when autotune is off) and remembered in the tuning cache, on disk when configured.
 #include <algorithm>
@@ -99,6 +102,10 @@ bool ConvSupports(const NodeSignature& sig, const CudaContext& ctx, std::string*
   if (sig.inputs[1].dtype != dt || (sig.inputs.size() > 2 && sig.inputs[2].dtype != DType::kUndefined &&
                                     sig.inputs[2].dtype != dt))
     return Reject(reason, "mixed dtypes");
+  const bool has_z = sig.inputs.size() > 3 && sig.inputs[3].dtype != DType::kUndefined;
+  if (has_z && (sig.inputs[3].dtype != sig.outputs[0].dtype ||
+                sig.inputs[3].channels_last != sig.outputs[0].channels_last))
+    return Reject(reason, "Z stored unlike Y");
   float alpha = 0;
   auto act = ParseActivation(*sig.node, &alpha);
   if (!act.ok()) return Reject(reason, act.status().message());
@@ -107,7 +114,7 @@ bool ConvSupports(const NodeSignature& sig, const CudaContext& ctx, std::string*
   if (g->n > 65535) return Reject(reason, "batch ", g->n, " > 65535");
   if (ElementCount(sig.outputs[0].shape) == 0 || ElementCount(sig.inputs[0].shape) == 0)
     return Reject(reason, "empty tensor");
-  for (size_t i = 1; i < sig.inputs.size(); ++i)
+  for (size_t i = 1; i < sig.inputs.size() && i < 3; ++i)
     if (sig.inputs[i].channels_last) return Reject(reason, "channels-last weights or bias");
   if ((sig.inputs[0].channels_last || sig.outputs[0].channels_last) && !sig.inputs[1].constant)
     return Reject(reason, "channels-last data needs constant weights (the FP16 NDHWC path)");
@@ -162,14 +169,16 @@ Status SetTensor(cudnnTensorDescriptor_t desc, cudnnDataType_t type, int64_t n, 
 // out[b][c][r] = epilogue(in[b][r][c]) for in [B][R][C]: a 32x32 shared-memory tile
 // transpose so reads and writes are both coalesced. With kEpilogue, `c` is the
 // channel (bias index): used on the way back from NDHWC ([N][S][C]) to NCDHW.
+// With `z` (kEpilogue only; laid out as `out`, may be `out` itself) z is added too.
 template <typename Tin, typename Tout, bool kEpilogue>
-__global__ void TransposeKernel(const Tin* __restrict__ in, Tout* __restrict__ out, int64_t R, int64_t C,
-                                const Tout* __restrict__ bias, Act act, float alpha) {
+__global__ void TransposeKernel(const Tin* __restrict__ in, Tout* out, int64_t R, int64_t C,
+                                const Tout* __restrict__ bias, const Tout* z, Act act, float alpha) {
   __shared__ float tile[32][33];  // +1 column: no bank conflicts on the transposed read
   const int64_t tiles_c = (C + 31) / 32;
   const int64_t tiles = ((R + 31) / 32) * tiles_c;
   const Tin* src = in + static_cast<int64_t>(blockIdx.y) * R * C;
   Tout* dst = out + static_cast<int64_t>(blockIdx.y) * R * C;
+  const Tout* zb = z ? z + static_cast<int64_t>(blockIdx.y) * R * C : nullptr;
   for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
     const int64_t r0 = (t / tiles_c) * 32, c0 = (t % tiles_c) * 32;
     for (int k = 0; k < 32; k += 8) {
@@ -183,6 +192,7 @@ __global__ void TransposeKernel(const Tin* __restrict__ in, Tout* __restrict__ o
         float v = tile[threadIdx.x][threadIdx.y + k];
         if (kEpilogue) {
           if (bias) v += ToF(bias[c]);
+          if (zb) v += ToF(zb[c * R + r]);
           v = ApplyAct(v, act, alpha);
         }
         dst[c * R + r] = FromF<Tout>(v);
@@ -194,46 +204,50 @@ __global__ void TransposeKernel(const Tin* __restrict__ in, Tout* __restrict__ o
 
 template <typename Tin, typename Tout, bool kEpilogue>
 Status LaunchTranspose(const CudaContext& ctx, const Tin* in, Tout* out, int64_t batch, int64_t R, int64_t C,
-                       const Tout* bias, Act act, float alpha) {
+                       const Tout* bias, Act act, float alpha, const Tout* z = nullptr) {
   const int64_t tiles = ((R + 31) / 32) * ((C + 31) / 32);
   const unsigned gx = static_cast<unsigned>(std::min<int64_t>(tiles, int64_t{ctx.num_sms} * 16));
   TransposeKernel<Tin, Tout, kEpilogue>
-      <<<dim3(gx, static_cast<unsigned>(batch)), dim3(32, 8), 0, ctx.stream>>>(in, out, R, C, bias, act, alpha);
+      <<<dim3(gx, static_cast<unsigned>(batch)), dim3(32, 8), 0, ctx.stream>>>(in, out, R, C, bias, z, act, alpha);
   ITKIT_CUDA_CHECK_LAUNCH("TransposeKernel");
   return Status::Ok();
 }
 
-// y[row][s] = act(y[row][s] + bias[row % C]) in place over [rows = N*C][S].
+// y[row][s] = act(y[row][s] + bias[row % C] + z[row][s]) in place over [rows = N*C][S];
+// bias and z may be null.
 template <typename T>
 __global__ void BiasActKernel(T* __restrict__ y, int64_t rows, int64_t C, int64_t S, const T* __restrict__ bias,
-                              Act act, float alpha) {
+                              const T* __restrict__ z, Act act, float alpha) {
   for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
     const float b = bias ? ToF(bias[row % C]) : 0.0f;
     T* p = y + row * S;
+    const T* zr = z ? z + row * S : nullptr;
     for (int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; s < S;
          s += static_cast<int64_t>(gridDim.x) * blockDim.x)
-      p[s] = FromF<T>(ApplyAct(ToF(p[s]) + b, act, alpha));
+      p[s] = FromF<T>(ApplyAct(ToF(p[s]) + b + (zr ? ToF(zr[s]) : 0.0f), act, alpha));
   }
 }
 
-// out[i] = act(in[i] + bias[i % C]) over channels-last data (C fastest); in == out is
-// fine. Converts between f32 and f16 on the way.
+// out[i] = act(in[i] + bias[i % C] + z[i]) over channels-last data (C fastest); in, z
+// and out may be the same memory; bias and z may be null. Converts between f32 and
+// f16 on the way.
 template <typename Tin, typename Tout>
 __global__ void ChannelsLastEpilogueKernel(const Tin* in, Tout* out, int64_t total, int64_t C,
-                                           const Tout* __restrict__ bias, Act act, float alpha) {
+                                           const Tout* __restrict__ bias, const Tout* z, Act act, float alpha) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float v = ToF(in[i]);
     if (bias) v += ToF(bias[i % C]);
+    if (z) v += ToF(z[i]);
     out[i] = FromF<Tout>(ApplyAct(v, act, alpha));
   }
 }
 
 template <typename Tin, typename Tout>
 Status LaunchChannelsLastEpilogue(const CudaContext& ctx, const Tin* in, Tout* out, int64_t total, int64_t C,
-                                  const Tout* bias, Act act, float alpha) {
-  ChannelsLastEpilogueKernel<Tin, Tout><<<GridFor(total, ctx), kThreads, 0, ctx.stream>>>(in, out, total, C, bias, act,
-                                                                                          alpha);
+                                  const Tout* bias, Act act, float alpha, const Tout* z = nullptr) {
+  ChannelsLastEpilogueKernel<Tin, Tout><<<GridFor(total, ctx), kThreads, 0, ctx.stream>>>(in, out, total, C, bias, z,
+                                                                                          act, alpha);
   ITKIT_CUDA_CHECK_LAUNCH("ChannelsLastEpilogueKernel");
   return Status::Ok();
 }
@@ -249,6 +263,7 @@ class ConvKernel final : public OpKernel {
     ITKIT_ASSIGN_OR_RETURN(act_, ParseActivation(*sig.node, &alpha_));
     dtype_ = sig.inputs[0].dtype;
     has_bias_ = sig.inputs.size() > 2 && sig.inputs[2].dtype != DType::kUndefined;
+    has_z_ = sig.inputs.size() > 3 && sig.inputs[3].dtype != DType::kUndefined;
     in_cl_ = sig.inputs[0].channels_last;
     out_cl_ = sig.outputs[0].channels_last;
     const Tensor* weights = sig.inputs[1].constant;
@@ -275,6 +290,8 @@ class ConvKernel final : public OpKernel {
   }
 
   size_t workspace_bytes() const override { return workspace_; }
+  // Y over Z: cuDNN accumulates onto it (beta = 1), or the epilogue reads Z where it writes Y.
+  int in_place_input() const override { return has_z_ ? 3 : -1; }
 
   Status Run(KernelContext& kc) override {
     ITKIT_RETURN_IF_ERROR(ctx_->Activate());
@@ -435,8 +452,9 @@ class ConvKernel final : public OpKernel {
     return ctx_->Upload(packed_w_.data, packed.data(), packed.size() * sizeof(uint16_t));
   }
 
-  Status Convolve(const void* x, const void* w, void* y, void* ws) {
-    const float one = 1.0f, zero = 0.0f;  // f32 scaling factors for f32 and f16 data alike
+  // accumulate: y += conv (cuDNN's beta = 1) instead of y = conv.
+  Status Convolve(const void* x, const void* w, void* y, void* ws, bool accumulate = false) {
+    const float one = 1.0f, zero = accumulate ? 1.0f : 0.0f;  // f32 scaling factors for f32 and f16 data alike
     if (g_.transpose) {
       ITKIT_CUDNN_CHECK(dnn().ConvolutionBackwardData(ctx_->cudnn, &one, d_->w, w, d_->x, x, d_->conv,
                                                      static_cast<cudnnConvolutionBwdDataAlgo_t>(algo_), ws,
@@ -455,14 +473,21 @@ class ConvKernel final : public OpKernel {
     const T* x = kc.inputs[0]->data<T>();
     const T* bias = has_bias_ && kc.inputs.size() > 2 && kc.inputs[2] ? kc.inputs[2]->data<T>() : nullptr;
     T* y = kc.outputs[0]->data<T>();
+    // Z in Y's memory (the session placed Y over it): cuDNN adds onto it; otherwise
+    // the epilogue adds Z.
+    const T* z = has_z_ && kc.inputs.size() > 3 && kc.inputs[3] ? kc.inputs[3]->data<T>() : nullptr;
+    if (has_z_ && !z) return Internal("FusedConv: Z missing");
+    const bool z_in_y = z != nullptr && static_cast<const void*>(z) == static_cast<const void*>(y);
+    const T* z_epilogue = z_in_y ? nullptr : z;
     auto* ws = static_cast<uint8_t*>(kc.workspace);
     if (!half_) {
-      ITKIT_RETURN_IF_ERROR(Convolve(x, kc.inputs[1]->raw(), y, algo_workspace_ ? ws : nullptr));
-      if (!bias && act_ == Act::kNone) return Status::Ok();
+      ITKIT_RETURN_IF_ERROR(Convolve(x, kc.inputs[1]->raw(), y, algo_workspace_ ? ws : nullptr, z_in_y));
+      if (!bias && !z_epilogue && act_ == Act::kNone) return Status::Ok();
       const int64_t rows = g_.n * g_.cout, s = g_.out_spatial();
       const unsigned gx = static_cast<unsigned>(std::min<int64_t>((s + kThreads - 1) / kThreads, 1024));
       const unsigned gy = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
-      BiasActKernel<T><<<dim3(gx, gy), kThreads, 0, ctx_->stream>>>(y, rows, g_.cout, s, bias, act_, alpha_);
+      BiasActKernel<T><<<dim3(gx, gy), kThreads, 0, ctx_->stream>>>(y, rows, g_.cout, s, bias, z_epilogue, act_,
+                                                                      alpha_);
       ITKIT_CUDA_CHECK_LAUNCH("BiasActKernel");
       return Status::Ok();
     }
@@ -481,17 +506,19 @@ class ConvKernel final : public OpKernel {
       ITKIT_RETURN_IF_ERROR((LaunchChannelsLastEpilogue<T, __half>(*ctx_, x, xh, x_count, g_.cin, nullptr, Act::kNone,
                                                                     0.0f)));
     }
-    if (out_cl_ && kHalf) {  // cuDNN writes the output itself; bias + activation in place
+    if (out_cl_ && kHalf) {  // cuDNN writes the output itself; bias, Z + activation in place
       __half* yo = reinterpret_cast<__half*>(y);
-      ITKIT_RETURN_IF_ERROR(Convolve(x_ndhwc, packed_w_.data, yo, algo_ws));
-      if (!bias && act_ == Act::kNone) return Status::Ok();
+      ITKIT_RETURN_IF_ERROR(Convolve(x_ndhwc, packed_w_.data, yo, algo_ws, z_in_y));
+      if (!bias && !z_epilogue && act_ == Act::kNone) return Status::Ok();
       return LaunchChannelsLastEpilogue<__half, __half>(*ctx_, yo, yo, y_count, g_.cout,
-                                                        reinterpret_cast<const __half*>(bias), act_, alpha_);
+                                                        reinterpret_cast<const __half*>(bias), act_, alpha_,
+                                                        reinterpret_cast<const __half*>(z_epilogue));
     }
+    // Converted on the way out: Z (even in Y's memory) is read where Y is written.
     ITKIT_RETURN_IF_ERROR(Convolve(x_ndhwc, packed_w_.data, yh, algo_ws));
-    if (out_cl_) return LaunchChannelsLastEpilogue<__half, T>(*ctx_, yh, y, y_count, g_.cout, bias, act_, alpha_);
-    // [N][S][Cout] f16 -> [N][Cout][S] with bias + activation
-    return LaunchTranspose<__half, T, true>(*ctx_, yh, y, g_.n, g_.out_spatial(), g_.cout, bias, act_, alpha_);
+    if (out_cl_) return LaunchChannelsLastEpilogue<__half, T>(*ctx_, yh, y, y_count, g_.cout, bias, act_, alpha_, z);
+    // [N][S][Cout] f16 -> [N][Cout][S] with bias, Z + activation
+    return LaunchTranspose<__half, T, true>(*ctx_, yh, y, g_.n, g_.out_spatial(), g_.cout, bias, act_, alpha_, z);
   }
 
   std::shared_ptr<CudaContext> ctx_;
@@ -499,7 +526,7 @@ class ConvKernel final : public OpKernel {
   DType dtype_ = DType::kF32;
   Act act_ = Act::kNone;
   float alpha_ = 0.01f;
-  bool has_bias_ = false, half_ = false, in_cl_ = false, out_cl_ = false;
+  bool has_bias_ = false, has_z_ = false, half_ = false, in_cl_ = false, out_cl_ = false;
   std::unique_ptr<Descriptors> d_;
   int algo_ = 0;
   cudnnMathType_t math_ = CUDNN_DEFAULT_MATH;

@@ -80,9 +80,10 @@ bool ChannelsLastCandidate(const NodeSignature& sig, ChannelsLastForm* form) {
       return false;
     if (sig.outputs.size() != 1) return false;
     f.inputs[0] = true;
-    // itkit.GroupNorm's residual (input 3) has X's shape and layout.
-    if (IsChannelNorm(node) && sig.inputs.size() > 3 && Present(sig.inputs[3])) {
-      if (sig.inputs[3].shape != sig.inputs[0].shape) return false;
+    // itkit.GroupNorm's residual (input 3) has X's shape and layout; itkit.FusedConv's
+    // Z (input 3) has Y's.
+    if (sig.inputs.size() > 3 && Present(sig.inputs[3])) {
+      if (sig.inputs[3].shape != (IsChannelNorm(node) ? sig.inputs[0].shape : sig.outputs[0].shape)) return false;
       f.inputs[3] = true;
     }
     f.outputs[0] = true;

@@ -1,9 +1,9 @@
-// Conv / ConvTranspose / activation-less itkit.FusedConv whose output is read only by
-// a per-channel norm (InstanceNormalization, or itkit.GroupNorm with num_groups = C)
-// as its X loses its bias: the norm subtracts each channel's mean, which removes a
-// per-channel constant exactly (and leaves the variance unchanged), so the bias is dead
-// arithmetic — on the GPU a whole read+write pass of the activation (nnU-Net's
-// Conv→InstanceNorm).
+// Conv / ConvTranspose / activation-less itkit.FusedConv (with or without Z) whose
+// output is read only by a per-channel norm (InstanceNormalization, or itkit.GroupNorm
+// with num_groups = C) as its X loses its bias: the norm subtracts each channel's mean,
+// which removes a per-channel constant exactly (and leaves the variance unchanged), so
+// the bias is dead arithmetic — on the GPU a whole read+write pass of the activation
+// (nnU-Net's Conv→InstanceNorm).
 //
 // Left alone: an activation between conv and norm (FusedConv with `activation`: the
 // bias then shifts what the activation sees), a norm with fewer groups than channels
@@ -24,10 +24,12 @@ int64_t OutputChannels(const Graph& graph, const Node& conv) {
   return w->dim(1) * conv.attrs.GetInt("group", 1);    // W [C_in, C_out/group, k...]
 }
 
+// FusedConv may also have a Z (input 3): the norm removes a per-channel constant of
+// the sum all the same.
 bool IsBiasedConv(const Node& node) {
-  if (node.inputs.size() != 3 || !node.has_input(1) || !node.has_input(2) || node.outputs.size() != 1) return false;
-  if (IsOp(node, "Conv") || IsOp(node, "ConvTranspose")) return true;
-  return node.domain == kItkitDomain && node.op_type == "FusedConv" &&
+  if (node.inputs.size() < 3 || !node.has_input(1) || !node.has_input(2) || node.outputs.size() != 1) return false;
+  if (node.inputs.size() == 3 && (IsOp(node, "Conv") || IsOp(node, "ConvTranspose"))) return true;
+  return node.domain == kItkitDomain && node.op_type == "FusedConv" && node.inputs.size() <= 4 &&
          node.attrs.GetString("activation", "").empty();
 }
 
@@ -54,7 +56,11 @@ Status DropConvBiasBeforeNorm(Graph& graph, bool& changed) {
     if (channels <= 0 || !IsPerChannelNorm(norm, channels)) continue;
     const Tensor* bias = Constant(graph, conv.inputs[2]);
     if (!bias || bias->rank() != 1 || bias->dim(0) != channels) continue;
-    conv.inputs.resize(2);
+    if (conv.inputs.size() > 3) {
+      conv.inputs[2].clear();  // an omitted optional input; Z stays
+    } else {
+      conv.inputs.resize(2);
+    }
     dropped = true;
   }
   if (dropped) {

@@ -10,7 +10,10 @@ Status FuseConvActivation(Graph& graph, bool& changed) {
   std::vector<bool> dead(graph.nodes.size(), false);
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     Node& conv = graph.nodes[i];
-    if (!IsOp(conv, "Conv") || dead[i]) continue;
+    // An activation-less FusedConv (split_conv_over_concat's last part) takes one too.
+    const bool bare_fused = conv.domain == kItkitDomain && conv.op_type == "FusedConv" &&
+                            conv.attrs.GetString("activation", "").empty();
+    if ((!IsOp(conv, "Conv") && !bare_fused) || dead[i]) continue;
     const int act_index = index.SoleConsumer(conv.outputs[0]);
     if (act_index < 0) continue;
     Node& act = graph.nodes[static_cast<size_t>(act_index)];

@@ -11,6 +11,7 @@ Status FoldBatchNormIntoConv(Graph& graph, bool& changed);   // fold_batchnorm_i
 Status RecognizeGroupNorm(Graph& graph, bool& changed);      // recognize_group_norm.cpp
 Status FuseNormActivation(Graph& graph, bool& changed);      // fuse_norm_activation.cpp
 Status FuseNormResidual(Graph& graph, bool& changed);        // fuse_norm_residual.cpp
+Status SplitConvOverConcat(Graph& graph, bool& changed);     // split_conv_over_concat.cpp
 Status DropConvBiasBeforeNorm(Graph& graph, bool& changed);  // drop_conv_bias_before_norm.cpp
 Status FuseConvActivation(Graph& graph, bool& changed);      // fuse_conv_activation.cpp
 Status EliminateDeadNodes(Graph& graph, bool& changed);      // eliminate_dead_nodes.cpp

@@ -107,5 +107,8 @@ struct BufferLifetime {
   size_t offset = 0;
 };
 size_t AssignArenaOffsets(std::vector<BufferLifetime>& buffers, size_t alignment = 64);
+// Per value, the value whose arena buffer it uses: itself, or (OpKernel::in_place_input)
+// the input its step writes it over when that input dies there; chains share one.
+std::vector<int> ShareInPlaceBuffers(Plan& plan);
 
 }  // namespace itkit

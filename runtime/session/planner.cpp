@@ -444,7 +444,12 @@ struct Builder {
     size_t chosen = cpu;
     std::unique_ptr<OpKernel> kernel;
     Form chosen_form;
-    const bool half_candidate = StoresHalfSafely(node) && !ProducesGraphOutput(node);
+    // A graph output stays f32 from f32 math, except a convolution's (the network's
+    // head): its f16 form reads the f16 activations as they are and its small result is
+    // cast to f32 after, as under torch.autocast, instead of casting its (often much
+    // larger) input up to f32 first.
+    const bool half_candidate =
+        StoresHalfSafely(node) && (!ProducesGraphOutput(node) || ConvertsInputsToHalf(node));
     ChannelsLastForm layout;
     const bool layout_candidate = ChannelsLastCandidate(sig, &layout);
     for (size_t b = 0; b < in.backends->size() && !kernel; ++b) {
@@ -556,6 +561,30 @@ bool IsShapeValuedInput(const Tensor& t) {
   const bool small_ints = (t.dtype() == DType::kI64 || t.dtype() == DType::kI32) && count <= kMaxShapeInputElements;
   // Scalars and tiny vectors of any dtype: Range's start/limit/delta, Resize's scales.
   return small_ints || count <= 8;
+}
+
+std::vector<int> ShareInPlaceBuffers(Plan& plan) {
+  std::vector<int> root(plan.values.size());
+  for (size_t i = 0; i < root.size(); ++i) root[i] = static_cast<int>(i);
+  for (size_t s = 0; s < plan.steps.size(); ++s) {
+    PlanStep& step = plan.steps[s];
+    const int k = step.kernel ? step.kernel->in_place_input() : -1;
+    if (k < 0 || static_cast<size_t>(k) >= step.inputs.size() || step.outputs.empty()) continue;
+    const int in_id = step.inputs[static_cast<size_t>(k)], out_id = step.outputs[0];
+    if (in_id < 0 || out_id < 0) continue;
+    const PlanValue& in = plan.values[static_cast<size_t>(in_id)];
+    const PlanValue& out = plan.values[static_cast<size_t>(out_id)];
+    if (in.kind != PlanValue::Kind::kIntermediate || out.kind != PlanValue::Kind::kIntermediate) continue;
+    if (in.backend != step.backend || out.backend != step.backend) continue;
+    // The input dies here (device outputs kept past the run end after the last step).
+    if (in.last_step != static_cast<int>(s) || in.first_step < 0) continue;
+    if (in.bytes != out.bytes || in.dtype != out.dtype || in.channels_last != out.channels_last) continue;
+    // Read through no other slot of this step (the kernel reads those unaliased).
+    if (std::count(step.inputs.begin(), step.inputs.end(), in_id) != 1) continue;
+    root[static_cast<size_t>(out_id)] = root[static_cast<size_t>(in_id)];
+    ++plan.stats.in_place_values;
+  }
+  return root;
 }
 
 size_t AssignArenaOffsets(std::vector<BufferLifetime>& buffers, size_t alignment) {
@@ -681,6 +710,8 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
       if (id >= 0) plan->values[static_cast<size_t>(id)].last_step = step;
   }
   for (int id : device_outputs) plan->values[static_cast<size_t>(id)].last_step = static_cast<int>(plan->steps.size());
+  // Outputs written over an input that dies at their step share its buffer.
+  const std::vector<int> buffer_of = ShareInPlaceBuffers(*plan);
   const size_t num_backends = in.backends->size();
   plan->arenas.resize(num_backends);
   plan->arena_bytes.assign(num_backends, 0);
@@ -688,12 +719,22 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
   for (size_t backend = 0; backend < num_backends; ++backend) {
     std::vector<BufferLifetime> buffers;
     std::vector<std::pair<int, int>> owners;  // (value id or -1, step index for workspace)
+    std::vector<int> buffer_index(plan->values.size(), -1);  // per sharing group's first value
     for (size_t id = 0; id < plan->values.size(); ++id) {
       const PlanValue& v = plan->values[id];
       if (v.backend != backend || v.kind != PlanValue::Kind::kIntermediate || v.first_step < 0) continue;
-      buffers.push_back({v.bytes, v.first_step, v.last_step});
-      owners.emplace_back(static_cast<int>(id), -1);
       stats.naive_bytes += v.bytes;
+      const size_t root = static_cast<size_t>(buffer_of[id]);
+      if (buffer_index[root] >= 0) {  // a later value of a sharing group: widen its buffer
+        BufferLifetime& shared = buffers[static_cast<size_t>(buffer_index[root])];
+        shared.bytes = std::max(shared.bytes, v.bytes);
+        shared.first = std::min(shared.first, v.first_step);
+        shared.last = std::max(shared.last, v.last_step);
+        continue;
+      }
+      buffer_index[root] = static_cast<int>(buffers.size());
+      buffers.push_back({v.bytes, v.first_step, v.last_step});
+      owners.emplace_back(static_cast<int>(root), -1);
     }
     for (size_t s = 0; s < plan->steps.size(); ++s) {
       const PlanStep& step = plan->steps[s];
@@ -702,13 +743,21 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
       owners.emplace_back(-1, static_cast<int>(s));
     }
     if (buffers.empty()) continue;
+    {
+      // The same placement without step workspaces: what the values alone need, which
+      // CPU emulations of a device plan (whose workspaces differ) can report too.
+      std::vector<BufferLifetime> values_only;
+      for (size_t i = 0; i < buffers.size(); ++i)
+        if (owners[i].first >= 0) values_only.push_back(buffers[i]);
+      stats.value_arena_bytes += values_only.empty() ? 0 : AssignArenaOffsets(values_only);
+    }
     const size_t arena = AssignArenaOffsets(buffers);
-    for (size_t i = 0; i < buffers.size(); ++i) {
-      if (owners[i].first >= 0) {
-        plan->values[static_cast<size_t>(owners[i].first)].arena_offset = buffers[i].offset;
-      } else {
-        plan->steps[static_cast<size_t>(owners[i].second)].workspace_offset = buffers[i].offset;
-      }
+    for (size_t i = 0; i < buffers.size(); ++i)
+      if (owners[i].first < 0) plan->steps[static_cast<size_t>(owners[i].second)].workspace_offset = buffers[i].offset;
+    for (size_t id = 0; id < plan->values.size(); ++id) {
+      const int b = buffer_index[static_cast<size_t>(buffer_of[id])];
+      if (b >= 0 && plan->values[id].backend == backend && plan->values[id].kind == PlanValue::Kind::kIntermediate)
+        plan->values[id].arena_offset = buffers[static_cast<size_t>(b)].offset;
     }
     ITKIT_ASSIGN_OR_RETURN(plan->arenas[backend], (*in.backends)[backend]->Allocate(arena));
     plan->arena_bytes[backend] = arena;

@@ -1,10 +1,11 @@
 // Shape rules of the conv family: Conv, ConvTranspose and itkit.FusedConv.
 //
-// itkit.FusedConv (created by runtime/passes/fuse_conv_activation.cpp) has exactly
-// Conv's inputs (X, W, optional B) and attributes, plus
+// itkit.FusedConv (created by runtime/passes/fuse_conv_activation.cpp and
+// split_conv_over_concat.cpp) has Conv's inputs (X, W, optional B) and attributes, an
+// optional fourth input Z of exactly Y's shape and dtype, plus
 //   activation: string in {"", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu"}
 //   alpha:      float, LeakyRelu's slope (default 0.01)
-// and computes Y = activation(Conv(X, W) + B). There is no residual input.
+// and computes Y = activation(Conv(X, W) + B + Z).
 #include <string>
 
 #include "shape_infer/shape_rules.h"
@@ -23,8 +24,8 @@ Status CheckFusedActivation(const ShapeContext& ctx) {
 }
 
 // Shared by Conv/FusedConv (transpose = false) and ConvTranspose.
-Status InferConvLike(ShapeContext& ctx, bool transpose) {
-  ITKIT_RETURN_IF_ERROR(ctx.RequireInputs(2, 3));
+Status InferConvLike(ShapeContext& ctx, bool transpose, int max_inputs = 3) {
+  ITKIT_RETURN_IF_ERROR(ctx.RequireInputs(2, max_inputs));
   const DType dt = ctx.input_dtype(0);
   if (!IsFloatType(dt)) return ctx.Error("X must be a float tensor, got ", DTypeName(dt));
   if (ctx.input_dtype(1) != dt) return ctx.Error("W dtype ", DTypeName(ctx.input_dtype(1)), " differs from X's");
@@ -59,6 +60,11 @@ Status InferConvLike(ShapeContext& ctx, bool transpose) {
                                                x, kernel));
   Shape y = {x[0], out_channels};
   y.insert(y.end(), g.out.begin(), g.out.end());
+  if (ctx.has_input(3)) {  // FusedConv's Z: added as it is, no broadcasting
+    if (ctx.input_dtype(3) != dt) return ctx.Error("Z dtype differs from X's");
+    if (ctx.input_shape(3) != y)
+      return ctx.Error("Z must have Y's shape ", ShapeToString(y), ", got ", ShapeToString(ctx.input_shape(3)));
+  }
   ctx.SetOutput(0, dt, std::move(y));
   return Status::Ok();
 }
@@ -67,7 +73,7 @@ Status InferConv(ShapeContext& ctx) { return InferConvLike(ctx, false); }
 Status InferConvTranspose(ShapeContext& ctx) { return InferConvLike(ctx, true); }
 Status InferFusedConv(ShapeContext& ctx) {
   ITKIT_RETURN_IF_ERROR(CheckFusedActivation(ctx));
-  return InferConvLike(ctx, false);
+  return InferConvLike(ctx, false, 4);
 }
 
 }  // namespace

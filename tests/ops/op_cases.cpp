@@ -92,6 +92,7 @@ struct ConvSpec {
   bool bias = true, const_weights = true, half = false;
   std::string act;  // "" = plain Conv; otherwise FusedConv with this activation ("None" = none)
   float alpha = 0.01f;
+  bool z = false;   // FusedConv with Z (input 3, Y's shape): Y = act(conv + B + Z)
 };
 
 OpCase ConvCase(Maker& m, const ConvSpec& sp) {
@@ -101,8 +102,8 @@ OpCase ConvCase(Maker& m, const ConvSpec& sp) {
   Shape w = sp.transpose ? Shape{sp.cin, sp.cout / sp.group} : Shape{sp.cout, sp.cin / sp.group};
   w.insert(w.end(), sp.k.begin(), sp.k.end());
   const bool fused = !sp.act.empty();
-  Node node = MakeNode(sp.transpose ? "ConvTranspose" : (fused ? "FusedConv" : "Conv"), sp.bias ? 3 : 2, 1,
-                       fused ? kItkitDomain : "");
+  Node node = MakeNode(sp.transpose ? "ConvTranspose" : (fused ? "FusedConv" : "Conv"), sp.z ? 4 : (sp.bias ? 3 : 2),
+                       1, fused ? kItkitDomain : "");
   node.attrs.SetInts("kernel_shape", sp.k);
   node.attrs.SetInts("strides", sp.s);
   node.attrs.SetInts("dilations", sp.d);
@@ -117,13 +118,25 @@ OpCase ConvCase(Maker& m, const ConvSpec& sp) {
   const float ws = 1.0f / std::sqrt(static_cast<float>(std::max<int64_t>(fan_in, 1)));
   std::vector<Tensor> inputs = {m.Signed(x), m.Signed(w, 0.1f * ws, ws)};
   if (sp.bias) inputs.push_back(m.Signed({sp.cout}, 0.1f, 0.5f));
+  if (sp.z) {
+    if (!sp.bias) {
+      inputs.emplace_back();  // omitted B
+      node.inputs[2].clear();
+    }
+    Shape y = {sp.n, sp.cout};
+    for (size_t a = 0; a < nd; ++a)
+      y.push_back((sp.in[a] + sp.pads[a] + sp.pads[a + nd] - ((sp.k[a] - 1) * sp.d[a] + 1)) / sp.s[a] + 1);
+    inputs.push_back(m.Signed(y));
+  }
   if (sp.half)
-    for (Tensor& t : inputs) t = Half(t);
+    for (Tensor& t : inputs)
+      if (t.dtype() != DType::kUndefined) t = Half(t);
   std::ostringstream name;
   name << node.op_type << nd << "d" << (sp.half ? " f16" : "") << " x" << Str(x) << " w" << Str(w) << " s"
        << Str(sp.s) << " d" << Str(sp.d) << " p" << Str(sp.pads) << " g" << sp.group;
   if (!sp.output_padding.empty()) name << " op" << Str(sp.output_padding);
   if (fused) name << " act=" << sp.act;
+  if (sp.z) name << " +Z";
   if (!sp.bias) name << " nobias";
   if (!sp.const_weights) name << " runtime-weights";
   OpCase c = Case("conv", name.str(), std::move(node), std::move(inputs), {false, sp.const_weights, sp.const_weights});
@@ -189,6 +202,43 @@ void AddConvCases(Maker& m, std::vector<OpCase>& out) {
       sp.act = m.Pick<std::string>({"None", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Gelu"});
       sp.alpha = m.Real(0.01f, 0.3f);
     }
+    out.push_back(ConvCase(m, sp));
+  }
+  // FusedConv with Z: the parts of a convolution split over a Concat
+  // (split_conv_over_concat), the nnU-Net decoder's shape first.
+  for (bool half : {false, true}) {
+    ConvSpec sp;
+    sp.n = 2;
+    sp.cin = sp.cout = 32;
+    sp.in = {12, 12, 12};
+    sp.k = {3, 3, 3};
+    sp.s = sp.d = {1, 1, 1};
+    sp.pads = {1, 1, 1, 1, 1, 1};
+    sp.bias = false;
+    sp.act = "None";
+    sp.z = true;
+    sp.half = half;
+    out.push_back(ConvCase(m, sp));
+  }
+  for (int i = 0; i < 8; ++i) {
+    ConvSpec sp;
+    const int64_t nd = m.Pick<int64_t>({2, 3, 3});
+    sp.n = m.Int(1, 2);
+    sp.cin = m.Pick<int64_t>({1, 3, 4, 8});
+    sp.cout = m.Pick<int64_t>({1, 2, 4, 8});
+    for (int64_t a = 0; a < nd; ++a) {
+      sp.k.push_back(m.Pick<int64_t>({1, 3}));
+      sp.s.push_back(m.Pick<int64_t>({1, 1, 2}));
+      sp.d.push_back(1);
+      sp.in.push_back(m.Int(sp.k.back(), nd == 3 ? 9 : 16));
+    }
+    for (int64_t a = 0; a < 2 * nd; ++a) sp.pads.push_back(sp.k[static_cast<size_t>(a % nd)] / 2);
+    sp.bias = m.Coin(0.5);
+    sp.const_weights = m.Coin(0.8);
+    sp.half = m.Coin(0.25);
+    sp.act = m.Pick<std::string>({"None", "Relu", "LeakyRelu", "Sigmoid"});
+    sp.alpha = m.Real(0.01f, 0.3f);
+    sp.z = true;
     out.push_back(ConvCase(m, sp));
   }
 }

@@ -376,6 +376,66 @@ TEST(CudaAccumulator, MatchesHostBlending) {
   for (int64_t v = 0; v < V; ++v) ASSERT_EQ(cleared->data<int32_t>()[v], 0);
 }
 
+// Labels only: a patch-deep ring of slices on the GPU, windows in z order (batches of 3
+// that span two z rows, windows sticking out of the volume), against the argmax of
+// whole-volume double sums; less GPU memory than keeping averages; order enforced.
+TEST(CudaAccumulator, LabelsOnlyRingGivesTheWholeVolumeLabels) {
+  auto backend = CreateCudaBackend(CudaBackendOptions{});
+  if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
+  cuda::AccumulatorOptions o;
+  o.num_classes = 3;
+  o.volume = {30, 20, 18};
+  o.patch = {8, 12, 10};
+  o.keep_averages = false;
+  o.label_dtype = DType::kI32;
+  auto acc = cuda::SlidingWindowAccumulator::Create(o, *backend);
+  ASSERT_TRUE(acc.ok()) << acc.status().ToString();
+  cuda::AccumulatorOptions full = o;
+  full.keep_averages = true;
+  auto whole_acc = cuda::SlidingWindowAccumulator::Create(full, *backend);
+  ASSERT_TRUE(whole_acc.ok());
+  EXPECT_LT((*acc)->device_bytes(), (*whole_acc)->device_bytes());
+  const std::vector<float> w = cuda::DefaultWindowWeights(o.patch, o.blend, o.sigma_scale);
+  const int64_t D = 30, H = 20, W = 18, C = 3, P = 8 * 12 * 10;
+  std::vector<std::array<int64_t, 3>> origins;
+  for (int64_t z : {-2, 4, 10, 16, 22})
+    for (int64_t y : {0, 8})
+      for (int64_t x : {0, 8, 12}) origins.push_back({z, y, x});
+  std::vector<double> sums(static_cast<size_t>(C * D * H * W), 0.0);
+  std::mt19937 rng(5);
+  for (size_t k = 0; k < origins.size(); k += 3) {
+    Tensor logits = RandomF32({3, C, 8, 12, 10}, rng, 3.0f);
+    for (size_t b = 0; b < 3; ++b) {
+      const auto& org = origins[k + b];
+      for (int64_t p = 0; p < P; ++p) {
+        const int64_t z = org[0] + p / 120, y = org[1] + (p / 10) % 12, xx = org[2] + p % 10;
+        if (z < 0 || z >= D || y >= H || xx >= W) continue;
+        for (int64_t c = 0; c < C; ++c)
+          sums[static_cast<size_t>((c * D + z) * H * W + y * W + xx)] +=
+              w[static_cast<size_t>(p)] * logits.data<float>()[(static_cast<int64_t>(b) * C + c) * P + p];
+      }
+    }
+    ASSERT_TRUE((*acc)->Accumulate(logits, {origins[k], origins[k + 1], origins[k + 2]}).ok());
+  }
+  EXPECT_EQ((*acc)->ArgMax(DType::kU8).status().code(), StatusCode::kInvalidArgument);  // set up as i32
+  auto labels = (*acc)->ArgMax(DType::kI32);
+  ASSERT_TRUE(labels.ok()) << labels.status().ToString();
+  int64_t differ = 0;
+  for (int64_t v = 0; v < D * H * W; ++v) {
+    int best = 0;
+    for (int c = 1; c < C; ++c)
+      if (sums[static_cast<size_t>(c * D * H * W + v)] > sums[static_cast<size_t>(best * D * H * W + v)]) best = c;
+    differ += labels->data<int32_t>()[v] != best;
+  }
+  EXPECT_LE(static_cast<double>(differ) / static_cast<double>(D * H * W), 1e-3);
+  EXPECT_EQ((*acc)->AveragedLogits().status().code(), StatusCode::kInvalidArgument);
+  // Windows out of z order are refused, not mis-added.
+  ASSERT_TRUE((*acc)->Reset().ok());
+  Tensor one = RandomF32({1, C, 8, 12, 10}, rng, 1.0f);
+  ASSERT_TRUE((*acc)->Accumulate(one, {{12, 0, 0}}).ok());
+  EXPECT_EQ((*acc)->Accumulate(one, {{3, 0, 0}}).code(), StatusCode::kInvalidArgument);
+}
+
 // ---- the on-disk algorithm cache survives a restart ----------------------------------------
 
 int64_t CountLines(const std::string& path) {

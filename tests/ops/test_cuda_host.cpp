@@ -2,7 +2,8 @@
 // kernels run (kernel_math.h: Resize coordinates against the CPU reference's
 // ComputeAxisTaps, pooling tap counts, Welford merges, activations against the CPU's;
 // fused_math.h: every FusedElementwise opcode against the CPU kernel),
-// the strided-copy planning (layout_utils) and the algorithm cache file format.
+// the strided-copy planning (layout_utils), the algorithm cache file format and the
+// labels-only accumulator's ring of slices (slice_ring).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,6 +17,7 @@
 #include "cuda/fused_math.h"
 #include "cuda/kernel_math.h"
 #include "cuda/layout_utils.h"
+#include "cuda/slice_ring.h"
 #include "cuda/tuning_cache.h"
 #include "itkit/op_table.h"
 #if ITKIT_HAVE_CUDA
@@ -248,6 +250,111 @@ TEST(CudaLayout, CollapsePreservesOffsets) {
   channel.dims = {2, 3, 4, 5, 6};
   channel.strides = {ContiguousStrides(channel.dims), BroadcastStrides({1, 3, 1, 1, 1}, channel.dims)};
   EXPECT_EQ(Collapse(channel).dims, (std::vector<int64_t>{2, 3, 120}));
+}
+
+// ---- the labels-only accumulator's ring of slices ------------------------------------------
+
+bool SameRuns(const std::vector<SliceRun>& got, const std::vector<SliceRun>& want) {
+  if (got.size() != want.size()) return false;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i].z != want[i].z || got[i].slot != want[i].slot || got[i].count != want[i].count) return false;
+  return true;
+}
+
+TEST(CudaSliceRing, FinalisesTheSlicesBelowEachWindowInRingSlots) {
+  SliceRing ring(10, 4);  // slices 0..9, 4 held: slice z in slot z % 4
+  auto runs = ring.Admit(0, 4);
+  ASSERT_TRUE(runs.ok());
+  EXPECT_TRUE(runs->empty());
+  runs = ring.Admit(2, 6);  // slices 0, 1 are final: slots 0, 1
+  ASSERT_TRUE(runs.ok());
+  EXPECT_TRUE(SameRuns(*runs, {{0, 0, 2}}));
+  runs = ring.Admit(2, 6);  // same start again (another window of the same z row)
+  ASSERT_TRUE(runs.ok());
+  EXPECT_TRUE(runs->empty());
+  runs = ring.Admit(6, 10);  // slices 2..5: slots 2, 3, then the ring wraps to 0, 1
+  ASSERT_TRUE(runs.ok());
+  EXPECT_TRUE(SameRuns(*runs, {{2, 2, 2}, {4, 0, 2}}));
+  EXPECT_EQ(ring.frontier(), 6);
+  EXPECT_TRUE(SameRuns(ring.Finish(), {{6, 2, 2}, {8, 0, 2}}));
+  EXPECT_TRUE(ring.Finish().empty());
+  ring.Reset();
+  EXPECT_EQ(ring.frontier(), 0);
+}
+
+TEST(CudaSliceRing, RefusesWindowsOutOfOrderOrDeeperThanTheRing) {
+  SliceRing ring(10, 4);
+  ASSERT_TRUE(ring.Admit(5, 9).ok());
+  auto late = ring.Admit(3, 7);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(late.status().message().find("non-decreasing z"), std::string::npos) << late.status().message();
+  SliceRing deep(10, 4);
+  EXPECT_EQ(deep.Admit(0, 5).status().code(), StatusCode::kInvalidArgument);
+  // Windows reaching outside the volume count by their part inside it.
+  SliceRing edges(10, 4);
+  auto below = edges.Admit(-3, 1);
+  ASSERT_TRUE(below.ok());
+  EXPECT_TRUE(below->empty());
+  auto above = edges.Admit(8, 12);
+  ASSERT_TRUE(above.ok());
+  EXPECT_TRUE(SameRuns(*above, {{0, 0, 4}, {4, 0, 4}}));  // a jump past the ring: each slot twice, in order
+  auto outside = edges.Admit(12, 16);
+  ASSERT_TRUE(outside.ok());
+  EXPECT_TRUE(outside->empty());
+}
+
+// The labels-only accumulation done as blend.cu does it (slot = z % depth, each run
+// argmaxed then zeroed before the next window is added), on the host, against the
+// argmax of whole-volume double sums: windows on a grid in z order, batches spanning
+// two z rows, windows sticking out of the volume, a ring as deep as the patch.
+TEST(CudaSliceRing, RingAccumulationGivesTheWholeVolumeLabels) {
+  const int64_t D = 23, H = 9, W = 7, C = 3, pz = 6, py = 5, px = 4;
+  std::vector<std::array<int64_t, 3>> origins;
+  for (int64_t z : {-1, 3, 7, 11, 15, 19})
+    for (int64_t y : {0, 4})
+      for (int64_t x : {0, 3}) origins.push_back({z, y, x});
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<double> whole(static_cast<size_t>(C * D * H * W), 0.0);
+  SliceRing ring(D, std::min(pz, D));
+  std::vector<float> slots(static_cast<size_t>(ring.depth() * C * H * W), 0.0f);
+  std::vector<int> labels(static_cast<size_t>(D * H * W), -1);
+  auto finalise = [&](const std::vector<SliceRun>& runs) {
+    for (const SliceRun& r : runs)
+      for (int64_t k = 0; k < r.count; ++k)
+        for (int64_t i = 0; i < H * W; ++i) {
+          float* s = slots.data() + ((r.slot + k) * C) * H * W + i;
+          int best = 0;
+          for (int c = 1; c < C; ++c)
+            if (s[c * H * W] > s[best * H * W]) best = c;
+          labels[static_cast<size_t>((r.z + k) * H * W + i)] = best;
+          for (int c = 0; c < C; ++c) s[c * H * W] = 0.0f;
+        }
+  };
+  for (const auto& o : origins) {
+    auto runs = ring.Admit(o[0], o[0] + pz);
+    ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+    finalise(*runs);
+    for (int64_t z = 0; z < pz; ++z)
+      for (int64_t y = 0; y < py; ++y)
+        for (int64_t x = 0; x < px; ++x) {
+          const int64_t vz = o[0] + z, vy = o[1] + y, vx = o[2] + x;
+          for (int64_t c = 0; c < C; ++c) {
+            const float v = normal(rng);
+            if (vz < 0 || vz >= D || vy >= H || vx >= W) continue;
+            slots[static_cast<size_t>(((vz % ring.depth()) * C + c) * H * W + vy * W + vx)] += v;
+            whole[static_cast<size_t>((c * D + vz) * H * W + vy * W + vx)] += v;
+          }
+        }
+  }
+  finalise(ring.Finish());
+  for (int64_t v = 0; v < D * H * W; ++v) {
+    int best = 0;
+    for (int c = 1; c < C; ++c)
+      if (whole[static_cast<size_t>(c * D * H * W + v)] > whole[static_cast<size_t>(best * D * H * W + v)]) best = c;
+    ASSERT_EQ(labels[static_cast<size_t>(v)], best) << "voxel " << v;
+  }
 }
 
 // ---- the algorithm cache file --------------------------------------------------------------

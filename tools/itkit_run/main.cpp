@@ -1,7 +1,10 @@
 // itkit_run MODEL.onnx [--input x.npy | --shape 1,1,64,64,64] [--output y.npy]
 //           [--repeat N] [--warmup N] [--threads N] [--device cpu|cuda] [--fp16]
-//           [--disable-pass NAME]... [--list-passes]
+//           [--disable-pass NAME]... [--list-passes] [--plan-only]
 // Runs a model on one input and prints the time per run and the peak memory.
+// --device cpu-f16|cpu-cl|cpu-f16-cl plans (and runs) on the CPU emulations of the CUDA
+// backend's FP16 storage and channels-last layout, so `--plan-only` shows the arena a
+// GPU plan would need (less cuDNN workspace) on a machine without a GPU.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -24,7 +27,7 @@ struct Args {
   std::string model, input, output, device = "cpu";
   itkit::Shape shape;
   int repeat = 1, warmup = 0, threads = 0;
-  bool fp16 = false, list_passes = false;
+  bool fp16 = false, list_passes = false, plan_only = false;
   std::vector<std::string> disabled_passes;
 };
 
@@ -32,7 +35,8 @@ void Usage() {
   std::fprintf(stderr,
                "usage: itkit_run MODEL.onnx [--input x.npy | --shape 1,1,64,64,64] [--output y.npy]\n"
                "                 [--repeat N] [--warmup N] [--threads N] [--device cpu|cuda] [--fp16]\n"
-               "                 [--disable-pass NAME]... [--list-passes]\n");
+               "                 [--disable-pass NAME]... [--list-passes] [--plan-only]\n"
+               "  --device also takes cpu-f16, cpu-cl, cpu-f16-cl (CPU emulations of CUDA FP16 planning)\n");
 }
 
 bool ParseShape(const char* text, itkit::Shape* shape) {
@@ -67,6 +71,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (arg == "--disable-pass" && (v = next())) a->disabled_passes.push_back(v);
     else if (arg == "--fp16") a->fp16 = true;
     else if (arg == "--list-passes") a->list_passes = true;
+    else if (arg == "--plan-only") a->plan_only = true;
     else if (!arg.empty() && arg[0] != '-' && a->model.empty()) a->model = arg;
     else return false;
   }
@@ -108,9 +113,15 @@ int main(int argc, char** argv) {
     auto backend = itkit::CreateCudaBackend(cuda);
     if (!backend.ok()) return Fail(backend.status().WithContext("--device cuda"));
     options.backends.push_back(*backend);
+  } else if (args.device == "cpu-f16") {
+    options.backends.push_back(itkit::CreateHalfStorageCpuBackend());
+  } else if (args.device == "cpu-cl" || args.device == "cpu-f16-cl") {
+    options.backends.push_back(itkit::CreateChannelsLastCpuBackend(args.device == "cpu-f16-cl"));
   } else if (args.device != "cpu") {
-    return Fail(itkit::InvalidArgument("--device must be cpu or cuda, got '", args.device, "'"));
-  } else if (args.fp16) {
+    return Fail(itkit::InvalidArgument("--device must be cpu, cpu-f16, cpu-cl, cpu-f16-cl or cuda, got '", args.device,
+                                       "'"));
+  }
+  if (args.fp16 && args.device != "cuda") {
     return Fail(itkit::InvalidArgument("--fp16 needs --device cuda"));
   }
 
@@ -147,6 +158,11 @@ int main(int argc, char** argv) {
   for (const auto& [backend, n] : stats->steps_per_backend) std::printf(" %s=%zu", backend.c_str(), n);
   std::printf(" )\nactivation arena: %.1f MiB (one buffer per value would need %.1f MiB); weights %.1f MiB\n",
               stats->arena_bytes / 1048576.0, stats->naive_bytes / 1048576.0, stats->constant_bytes / 1048576.0);
+  std::printf("values alone (no step workspaces): %.1f MiB; %zu outputs written in place\n",
+              stats->value_arena_bytes / 1048576.0, stats->in_place_values);
+  std::printf("storage: %zu f16 values, %zu channels-last values, %zu casts, %zu layout transposes\n",
+              stats->f16_values, stats->channels_last_values, stats->storage_casts, stats->layout_transposes);
+  if (args.plan_only) return 0;
 
   std::vector<itkit::Tensor> outputs;
   for (int i = 0; i < args.warmup; ++i) {

@@ -43,6 +43,10 @@ class OpKernel {
   virtual Status Run(KernelContext& ctx) = 0;
   // Scratch memory the kernel wants per run; the planner places it in the arena.
   virtual size_t workspace_bytes() const { return 0; }
+  // An input whose memory output 0 may take over when nothing reads that input later
+  // (same dtype, layout and size), or -1. The kernel must then be correct with the two
+  // the same memory: reading each element before writing it, or checking for it.
+  virtual int in_place_input() const { return -1; }
 };
 
 // Steps recorded by Backend::BeginRecording/EndRecording, replayed as one unit.

@@ -50,6 +50,7 @@ struct NamedTensor {
 
 struct PlanStats {
   size_t arena_bytes = 0;        // peak activation memory per device, planned
+  size_t value_arena_bytes = 0;  // the arena without step workspaces (values alone)
   size_t naive_bytes = 0;        // what one buffer per value would have taken
   size_t constant_bytes = 0;     // weights and folded constants
   size_t num_steps = 0;
@@ -57,6 +58,7 @@ struct PlanStats {
   size_t storage_casts = 0;      // Casts the planner inserted at f16/f32 boundaries
   size_t channels_last_values = 0;  // values stored channels-last (Backend::prefers_channels_last)
   size_t layout_transposes = 0;  // Transposes the planner inserted where layouts meet
+  size_t in_place_values = 0;    // outputs written over a dying input's memory (OpKernel::in_place_input)
   std::map<std::string, size_t> steps_per_backend;
 };
 

@@ -17,6 +17,13 @@
 // Windows may overlap each other (also within one batch) and may reach outside the
 // volume: only their part inside [0, volume) is added. Voxels no window covered get
 // label 0 and averaged logits 0.
+//
+// Memory: with keep_averages (the default) the sums of the whole volume and a weight
+// sum per voxel are kept: (classes + 1) x D x H x W floats, windows in any order. With
+// keep_averages = false only labels come out: windows must arrive in non-decreasing z,
+// and only a patch-deep ring of z slices is held, each slice turned into labels as soon
+// as a window starts above it: classes x patch_z x H x W floats. For a 320x512x512 CT,
+// 3 classes and 128-deep windows that is 384 MiB instead of 1280 MiB.
 #pragma once
 
 #include <array>
@@ -41,6 +48,11 @@ struct AccumulatorOptions {
   // Explicit window weights [pz * py * px] (z slowest), overriding `blend`, so the
   // pipeline can give the exact map its CPU path uses. Must be > 0 everywhere.
   std::vector<float> weights;
+  // false: labels only, from a ring of slices (above); AveragedLogits() unavailable.
+  bool keep_averages = true;
+  // Labels only: the labels' type (ArgMax must ask for it), kU8 (num_classes <= 256),
+  // kI32 or kI64. With keep_averages ArgMax takes any of them.
+  DType label_dtype = DType::kU8;
 };
 
 class SlidingWindowAccumulator {
@@ -57,16 +69,18 @@ class SlidingWindowAccumulator {
   virtual Status Accumulate(const Tensor& logits, const std::vector<std::array<int64_t, 3>>& origins) = 0;
 
   // Label volume [D, H, W] on the host: argmax over classes of the weighted sum (ties
-  // go to the lower class). label_dtype: kU8 (num_classes <= 256), kI32 or kI64.
+  // go to the lower class). Labels only: of AccumulatorOptions::label_dtype, and it
+  // ends the volume (Accumulate is refused until Reset).
   virtual Result<Tensor> ArgMax(DType label_dtype = DType::kU8) = 0;
 
-  // Weighted mean logits [num_classes, D, H, W] (f32, host), e.g. to write probabilities.
+  // Weighted mean logits [num_classes, D, H, W] (f32, host), e.g. to write
+  // probabilities; keep_averages only.
   virtual Result<Tensor> AveragedLogits() = 0;
 
   // Zeroes the sums for the next volume of the same size.
   virtual Status Reset() = 0;
 
-  // GPU memory held (sums, weights, staging).
+  // GPU memory held (sums, weight sums, weights, labels, staging).
   virtual size_t device_bytes() const = 0;
 };
 
