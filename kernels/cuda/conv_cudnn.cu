@@ -292,6 +292,8 @@ class ConvKernel final : public OpKernel {
   size_t workspace_bytes() const override { return workspace_; }
   // Y over Z: cuDNN accumulates onto it (beta = 1), or the epilogue reads Z where it writes Y.
   int in_place_input() const override { return has_z_ ? 3 : -1; }
+  // The NDHWC half path convolves with its own prepacked f16 filter.
+  bool reads_input_at_run(size_t input) const override { return !(half_ && input == 1); }
 
   Status Run(KernelContext& kc) override {
     ITKIT_RETURN_IF_ERROR(ctx_->Activate());
@@ -392,6 +394,7 @@ class ConvKernel final : public OpKernel {
     struct Candidate {
       int algo;
       cudnnMathType_t math;
+      float ms;  // measured (Find), or < 0 (heuristic order)
     };
     std::vector<Candidate> candidates;
     constexpr int kMax = 16;
@@ -401,31 +404,49 @@ class ConvKernel final : public OpKernel {
       cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
       if (ctx_->options.autotune)
         st = dnn().FindConvolutionBackwardDataAlgorithm(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y, kMax, &returned, perf);
-      if (st != CUDNN_STATUS_SUCCESS)
+      const bool timed = st == CUDNN_STATUS_SUCCESS;
+      if (!timed)
         ITKIT_CUDNN_CHECK(dnn().GetConvolutionBackwardDataAlgorithm_v7(ctx_->cudnn, d_->w, d_->x, d_->conv, d_->y, kMax,
                                                                       &returned, perf));
       for (int i = 0; i < returned; ++i)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS) candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType});
+        if (perf[i].status == CUDNN_STATUS_SUCCESS)
+          candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType, timed ? perf[i].time : -1.0f});
     } else {
       cudnnConvolutionFwdAlgoPerf_t perf[kMax];
       cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
       if (ctx_->options.autotune)
         st = dnn().FindConvolutionForwardAlgorithm(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y, kMax, &returned, perf);
-      if (st != CUDNN_STATUS_SUCCESS)
+      const bool timed = st == CUDNN_STATUS_SUCCESS;
+      if (!timed)
         ITKIT_CUDNN_CHECK(dnn().GetConvolutionForwardAlgorithm_v7(ctx_->cudnn, d_->x, d_->w, d_->conv, d_->y, kMax,
                                                                  &returned, perf));
       for (int i = 0; i < returned; ++i)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS) candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType});
+        if (perf[i].status == CUDNN_STATUS_SUCCESS)
+          candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType, timed ? perf[i].time : -1.0f});
     }
-    // Results come fastest first (Find) or best first (heuristic).
+    // Results come fastest first (Find) or best first (heuristic). Among timed ones
+    // within 3 % of the fastest acceptable one (timing noise), the smallest workspace:
+    // it lives in the plan's arena, often at the network's memory peak.
     bool found = false;
+    float best_ms = -1.0f;
+    size_t best_workspace = 0;
+    int best_algo = 0;
+    cudnnMathType_t best_math = CUDNN_DEFAULT_MATH;
     for (const Candidate& c : candidates) {
       if (strict_fp32 && (c.math == CUDNN_TENSOR_OP_MATH || c.math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue;
-      if (Accept(c.algo, strict_fp32 ? CUDNN_FMA_MATH : c.math)) {
-        found = true;
-        break;
+      if (found && (c.ms < 0 || best_ms < 0 || c.ms > best_ms * 1.03f)) break;
+      if (!Accept(c.algo, strict_fp32 ? CUDNN_FMA_MATH : c.math)) continue;
+      if (!found) best_ms = c.ms;
+      if (!found || algo_workspace_ < best_workspace) {
+        best_workspace = algo_workspace_;
+        best_algo = algo_;
+        best_math = math_;
       }
+      found = true;
     }
+    // Again for the chosen one: a later refused candidate may have left its math type set.
+    if (found && !Accept(best_algo, best_math))
+      return Internal("cuDNN algorithm ", best_algo, " accepted once, then refused");
     if (!found)
       return Unsupported("no cuDNN algorithm (of ", candidates.size(), " candidates) within the ",
                          ctx_->options.max_workspace_bytes >> 20, " MiB workspace limit");

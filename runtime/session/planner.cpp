@@ -503,6 +503,13 @@ struct Builder {
         step.inputs.push_back(-1);
         continue;
       }
+      // A constant the kernel copied for itself at creation (prepacked weights) is not
+      // uploaded for it: the step sees it as omitted.
+      const PlanValue& source = plan.values[static_cast<size_t>(chosen_form.inputs[i])];
+      if (source.kind == PlanValue::Kind::kConstant && !step.kernel->reads_input_at_run(i)) {
+        step.inputs.push_back(-1);
+        continue;
+      }
       ITKIT_ASSIGN_OR_RETURN(int local, Prepare(chosen_form.inputs[i], chosen_form.dtypes[i], chosen,
                                                 chosen_form.channels_last[i]));
       step.inputs.push_back(local);

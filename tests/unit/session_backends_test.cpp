@@ -457,5 +457,81 @@ TEST(DeviceInputs, WithoutABackendForThatDeviceAreAnError) {
   EXPECT_NE(out.status().message().find("graph input 'x'"), std::string::npos) << out.status().message();
 }
 
+// A device kernel that keeps its own copy of a constant (as a convolution prepacks its
+// filter) and says so: the planner neither uploads that constant nor passes it.
+class PrepackedMulKernel final : public OpKernel {
+ public:
+  explicit PrepackedMulKernel(std::vector<float> factor) : factor_(std::move(factor)) {}
+  bool reads_input_at_run(size_t input) const override { return input != 1; }
+  Status Run(KernelContext& ctx) override {
+    if (ctx.inputs[1] != nullptr) return Internal("the prepacked constant was passed");
+    const float* x = ctx.inputs[0]->data<float>();
+    float* y = ctx.outputs[0]->data<float>();
+    for (int64_t i = 0; i < ctx.outputs[0]->size(); ++i) y[i] = x[i] * factor_[static_cast<size_t>(i) % factor_.size()];
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<float> factor_;
+};
+
+class PrepackingDevice final : public Backend {
+ public:
+  std::string_view name() const override { return "fake-prepack"; }
+  DeviceKind device() const override { return DeviceKind::kCuda; }
+  bool Supports(const NodeSignature& sig, std::string*) const override {
+    return sig.node->op_type == "Mul" && sig.inputs.size() == 2 && sig.inputs[1].constant != nullptr &&
+           sig.inputs[1].shape == sig.inputs[0].shape;
+  }
+  Result<std::unique_ptr<OpKernel>> CreateKernel(const NodeSignature& sig) override {
+    const Tensor& c = *sig.inputs[1].constant;
+    return std::unique_ptr<OpKernel>(
+        std::make_unique<PrepackedMulKernel>(std::vector<float>(c.data<float>(), c.data<float>() + c.size())));
+  }
+  Result<DeviceBuffer> Allocate(size_t bytes) override { return cpu_->Allocate(bytes); }
+  Status CopyFromHost(const Tensor& host, Tensor& dev) override {
+    uploaded_bytes += host.bytes();
+    std::memcpy(dev.raw(), host.raw(), host.bytes());
+    return Status::Ok();
+  }
+  Status CopyToHost(const Tensor& dev, Tensor& host) override {
+    std::memcpy(host.raw(), dev.raw(), dev.bytes());
+    return Status::Ok();
+  }
+  size_t uploaded_bytes = 0;
+
+ private:
+  std::shared_ptr<Backend> cpu_ = CreateCpuBackend();
+};
+
+TEST(PrepackedConstants, AreNotUploadedForTheKernelThatKeepsThem) {
+  Model m;
+  m.graph.opsets[""] = 17;
+  ValueInfo x;
+  x.name = "x";
+  x.dtype = DType::kF32;
+  x.has_shape = true;
+  x.dims = {Dim{1, ""}, Dim{16, ""}};
+  m.graph.inputs.push_back(x);
+  std::vector<float> factor(16);
+  for (int i = 0; i < 16; ++i) factor[static_cast<size_t>(i)] = static_cast<float>(i + 1);
+  m.graph.initializers["f"] = *Tensor::FromVector(factor, {1, 16});
+  Node mul;
+  mul.name = "mul";
+  mul.op_type = "Mul";
+  mul.inputs = {"x", "f"};
+  mul.outputs = {"y"};
+  m.graph.nodes.push_back(mul);
+  m.graph.outputs.push_back(ValueInfo{"y", DType::kF32, false, {}});
+  auto device = std::make_shared<PrepackingDevice>();
+  auto s = Session::Create(m, WithBackend(device));
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  std::vector<float> xv(16, 2.0f);
+  auto out = (*s)->Run(std::vector<Tensor>{*Tensor::FromVector(xv, {1, 16})});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ((*out)[0].data<float>()[i], 2.0f * static_cast<float>(i + 1));
+  EXPECT_EQ(device->uploaded_bytes, 16u * sizeof(float)) << "only x goes to the device, not the constant";
+}
+
 }  // namespace
 }  // namespace itkit

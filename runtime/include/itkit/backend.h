@@ -47,6 +47,9 @@ class OpKernel {
   // (same dtype, layout and size), or -1. The kernel must then be correct with the two
   // the same memory: reading each element before writing it, or checking for it.
   virtual int in_place_input() const { return -1; }
+  // False for a constant input the kernel keeps its own copy of (prepacked at creation):
+  // the planner then neither uploads it nor passes it (nullptr in KernelContext::inputs).
+  virtual bool reads_input_at_run(size_t /*input*/) const { return true; }
 };
 
 // Steps recorded by Backend::BeginRecording/EndRecording, replayed as one unit.
