@@ -47,7 +47,10 @@ __device__ __forceinline__ float ApplyUnary(float x, const UnaryParams& p) {
     case Unary::kHardSwish: return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
     case Unary::kSin: return sinf(x);
     case Unary::kCos: return cosf(x);
-    case Unary::kClip: return fminf(fmaxf(x, p.a), p.b);
+    case Unary::kClip: {  // selects, as the CPU: a NaN input stays NaN (fmaxf would clip it)
+      const float lo = x < p.a ? p.a : x;
+      return p.b < lo ? p.b : lo;
+    }
     case Unary::kCopy: return x;
   }
   return x;

@@ -5,6 +5,7 @@
 #include "itkit/passes.h"
 #include "itkit/session.h"
 #include "session/plan.h"
+#include "graph_test_util.h"
 
 namespace itkit {
 namespace {
@@ -19,14 +20,7 @@ Node MakeNode(const std::string& name, const std::string& op, std::vector<std::s
   return n;
 }
 
-ValueInfo Input(const std::string& name, std::vector<Dim> dims) {
-  ValueInfo v;
-  v.name = name;
-  v.dtype = DType::kF32;
-  v.has_shape = true;
-  v.dims = std::move(dims);
-  return v;
-}
+ValueInfo Input(const std::string& name, std::vector<Dim> dims) { return test::F32Input(name, std::move(dims)); }
 
 TEST(ArenaPlanner, ReusesMemoryOfDeadBuffersAndNeverOverlapsLiveOnes) {
   // a:[0,1] b:[1,2] c:[2,3] — a and c never live together, so c may reuse a's bytes.

@@ -11,68 +11,20 @@
 
 #include "itkit/passes.h"
 #include "itkit/session.h"
+#include "graph_test_util.h"
 
 namespace itkit {
 namespace {
 
-Tensor Random(Shape shape, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  Tensor t = Tensor::Allocate(DType::kF32, std::move(shape)).value();
-  for (int64_t i = 0; i < t.size(); ++i) t.data<float>()[i] = dist(rng);
-  return t;
-}
+using test::EveryPass;
+using test::RelativeError;
+using test::Random;
+using test::RunModel;
 
-struct Builder {
-  Model m;
-  Builder() { m.graph.opsets[""] = 17; }
-  void Input(const std::string& name, Shape shape) {
-    ValueInfo v;
-    v.name = name;
-    v.dtype = DType::kF32;
-    v.has_shape = true;
-    for (int64_t d : shape) v.dims.push_back(Dim{d, ""});
-    m.graph.inputs.push_back(v);
-  }
-  Node& Add(const std::string& op, std::vector<std::string> in, const std::string& out) {
-    Node n;
-    n.name = out + "_node";
-    n.op_type = op;
-    n.inputs = std::move(in);
-    n.outputs = {out};
-    m.graph.nodes.push_back(n);
-    return m.graph.nodes.back();
-  }
-  void Output(const std::string& name) { m.graph.outputs.push_back(ValueInfo{name, DType::kF32, false, {}}); }
+// GraphBuilder with inputs given by shape.
+struct Builder : test::GraphBuilder {
+  void Input(const std::string& name, const Shape& shape) { InputOfShape(name, shape); }
 };
-
-std::vector<std::string> EveryPass() {
-  std::vector<std::string> names;
-  for (const PassInfo& p : AllPasses()) names.push_back(p.name);
-  return names;
-}
-
-std::vector<Tensor> RunModel(const Model& model, const std::vector<Tensor>& inputs,
-                             std::vector<std::string> disabled = {}) {
-  SessionOptions o;
-  o.disabled_passes = std::move(disabled);
-  o.threads = 2;
-  auto s = Session::Create(model, o);
-  EXPECT_TRUE(s.ok()) << s.status().ToString();
-  if (!s.ok()) return {};
-  auto out = (*s)->Run(inputs);
-  EXPECT_TRUE(out.ok()) << out.status().ToString();
-  return out.ok() ? *out : std::vector<Tensor>{};
-}
-
-double RelativeError(const Tensor& a, const Tensor& b) {
-  double d2 = 0, r2 = 0;
-  for (int64_t i = 0; i < a.size(); ++i) {
-    const double d = a.data<float>()[i] - b.data<float>()[i];
-    d2 += d * d;
-    r2 += static_cast<double>(b.data<float>()[i]) * b.data<float>()[i];
-  }
-  return std::sqrt(d2 / std::max(r2, 1e-30));
-}
 
 int CountOps(const Session& s, const std::string& op) {
   int n = 0;
