@@ -98,7 +98,9 @@ Status RunMaxPool(const PoolGeometry& g, const std::array<std::vector<AxisWindow
                 const T* row = xp + (id * g.in[1] + ih) * g.in[2];
                 for (int64_t kw = ww.k_lo; kw < ww.k_hi; ++kw) {
                   const int64_t iw = ww.start + kw * g.dilation[2];
-                  if (best_d < 0 || row[iw] > best) {
+                  // A NaN wins and stays (torch's max pooling); `v != v` is false for u8.
+                  const T v = row[iw];
+                  if (best_d < 0 || (best == best && (v > best || v != v))) {
                     best = row[iw];
                     best_d = id, best_h = ih, best_w = iw;
                   }
@@ -197,7 +199,7 @@ Result<std::unique_ptr<OpKernel>> CreateGlobalPool(const NodeSignature& sig, boo
         const float* xp = in + p * plane;
         if (is_max) {
           float m = plane > 0 ? xp[0] : 0.0f;
-          for (int64_t i = 1; i < plane; ++i) m = std::max(m, xp[i]);
+          for (int64_t i = 1; i < plane && m == m; ++i) m = xp[i] > m || xp[i] != xp[i] ? xp[i] : m;  // NaN wins
           out[p] = m;
         } else {
           double s = 0.0;  // planes are large (128^3): accumulate in double

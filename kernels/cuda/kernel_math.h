@@ -31,6 +31,11 @@ ITKIT_HD float ApplyAct(float x, Act act, float alpha) {
   return x;
 }
 
+// ---- pooling --------------------------------------------------------------------
+
+// The larger of a and b, NaN when either is NaN (torch's max pooling; fmaxf drops NaN).
+ITKIT_HD float MaxKeepingNaN(float a, float b) { return (a != a || b < a) ? a : b; }
+
 // ---- Resize (ONNX opset 11+) ----------------------------------------------------
 
 enum class CoordMode : int { kHalfPixel = 0, kPytorchHalfPixel, kAlignCorners, kAsymmetric, kTfHalfPixelForNn };

@@ -45,7 +45,7 @@ __global__ void PoolKernel(const T* __restrict__ x, T* __restrict__ y, int64_t n
           const int64_t i2 = f2 + t2 * p.dil[2];
           if (i2 < 0 || i2 >= p.in[2]) continue;
           const float v = ToF(src[(i0 * p.in[1] + i1) * p.in[2] + i2]);
-          acc = p.max ? fmaxf(acc, v) : acc + v;
+          acc = p.max ? MaxKeepingNaN(acc, v) : acc + v;
           any = true;
         }
       }
@@ -122,10 +122,10 @@ __global__ void GlobalPoolKernel(const T* __restrict__ x, T* __restrict__ y, int
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* src = x + row * S;
     float acc = kMax ? -FLT_MAX : 0.0f;
-    for (int64_t s = threadIdx.x; s < S; s += blockDim.x) acc = kMax ? fmaxf(acc, ToF(src[s])) : acc + ToF(src[s]);
+    for (int64_t s = threadIdx.x; s < S; s += blockDim.x) acc = kMax ? MaxKeepingNaN(acc, ToF(src[s])) : acc + ToF(src[s]);
     for (int offset = 16; offset > 0; offset >>= 1) {
       const float other = __shfl_down_sync(0xffffffffu, acc, offset);
-      acc = kMax ? fmaxf(acc, other) : acc + other;
+      acc = kMax ? MaxKeepingNaN(acc, other) : acc + other;
     }
     if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;
     __syncthreads();
@@ -134,7 +134,7 @@ __global__ void GlobalPoolKernel(const T* __restrict__ x, T* __restrict__ y, int
       acc = threadIdx.x < warps ? partial[threadIdx.x] : (kMax ? -FLT_MAX : 0.0f);
       for (int offset = 16; offset > 0; offset >>= 1) {
         const float other = __shfl_down_sync(0xffffffffu, acc, offset);
-        acc = kMax ? fmaxf(acc, other) : acc + other;
+        acc = kMax ? MaxKeepingNaN(acc, other) : acc + other;
       }
       if (threadIdx.x == 0) y[row] = FromF<T>(kMax ? acc : acc / static_cast<float>(S));
     }

@@ -252,6 +252,20 @@ TEST(CudaLayout, CollapsePreservesOffsets) {
   EXPECT_EQ(Collapse(channel).dims, (std::vector<int64_t>{2, 3, 120}));
 }
 
+// The GPU pools' max (kernel_math.h) keeps NaN like the CPU's and torch's max pooling.
+TEST(CudaKernelMath, MaxKeepingNaN) {
+  const float nan = std::nanf("");
+  EXPECT_EQ(MaxKeepingNaN(1.0f, 2.0f), 2.0f);
+  EXPECT_EQ(MaxKeepingNaN(2.0f, 1.0f), 2.0f);
+  EXPECT_EQ(MaxKeepingNaN(-3.0f, -3.0f), -3.0f);
+  EXPECT_TRUE(std::isnan(MaxKeepingNaN(nan, 2.0f)));
+  EXPECT_TRUE(std::isnan(MaxKeepingNaN(2.0f, nan)));
+  EXPECT_TRUE(std::isnan(MaxKeepingNaN(-3.4e38f, nan)));
+  float acc = -3.4e38f;  // a reduction over [1, NaN, 5] in any order stays NaN
+  for (float v : {1.0f, nan, 5.0f}) acc = MaxKeepingNaN(acc, v);
+  EXPECT_TRUE(std::isnan(acc));
+}
+
 // ---- the labels-only accumulator's ring of slices ------------------------------------------
 
 bool SameRuns(const std::vector<SliceRun>& got, const std::vector<SliceRun>& want) {

@@ -2,6 +2,8 @@
 // for padding, ceil_mode, dilations, Indices, count_include_pad; errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "kernel_test_util.h"
 #include "op_test_util.h"
 
@@ -69,6 +71,31 @@ TEST(MaxPool, IndicesRowAndColumnMajor) {
   ASSERT_TRUE(y.ok());
   idx = (*y)[1].data<int64_t>();
   EXPECT_EQ(std::vector<int64_t>(idx, idx + 8), (std::vector<int64_t>{6, 16, 8, 18, 31, 41, 33, 43}));
+}
+
+// A NaN in a window is its maximum, index included, as torch 1.13 gives for this input:
+// max_pool2d(arange(1, 17) 4x4 with NaN at (0,1) and (3,3), 2, 2, return_indices=True)
+// = [nan, 8, 14, nan], indices [1, 7, 13, 15]. GlobalMaxPool: NaN (adaptive_max_pool2d).
+TEST(MaxPool, NaNIsTheMaximumAsInTorch) {
+  Node node = Pool("MaxPool", {2, 2}, {2, 2});
+  node.outputs = {"y", "i"};
+  Tensor x = Iota({1, 1, 4, 4});
+  x.data<float>()[1] = std::nanf("");
+  x.data<float>()[15] = std::nanf("");
+  auto y = test::RunNode(node, {x});
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  const float* v = (*y)[0].data<float>();
+  EXPECT_TRUE(std::isnan(v[0]));
+  EXPECT_EQ(v[1], 8.0f);
+  EXPECT_EQ(v[2], 14.0f);
+  EXPECT_TRUE(std::isnan(v[3]));
+  const int64_t* idx = (*y)[1].data<int64_t>();
+  EXPECT_EQ(std::vector<int64_t>(idx, idx + 4), (std::vector<int64_t>{1, 7, 13, 15}));
+  Tensor g = Iota({1, 1, 1, 4});
+  g.data<float>()[1] = std::nanf("");
+  auto mx = test::RunNode(test::MakeNode("GlobalMaxPool", {"x"}, {"y"}), {g});
+  ASSERT_TRUE(mx.ok());
+  EXPECT_TRUE(std::isnan((*mx)[0].data<float>()[0]));
 }
 
 TEST(MaxPool, ThreeDimensionalAndUint8) {
