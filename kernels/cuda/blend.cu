@@ -36,7 +36,9 @@ __global__ void AccumulateKernel(const T* __restrict__ logits, const float* __re
     const int64_t vz = a.oz + z, vy = a.oy + y, vx = a.ox + x;
     if (vz < 0 || vz >= a.D || vy < 0 || vy >= a.H || vx < 0 || vx >= a.W) continue;
     const int64_t plane = vy * a.W + vx;
-    float* slice = sums + (vz % a.slots) * a.classes * HW + plane;
+    // vz is in [0, D) here and D < 2^31: a 32-bit remainder (64-bit ones are emulated).
+    const int64_t slot = a.slots == a.D ? vz : static_cast<uint32_t>(vz) % static_cast<uint32_t>(a.slots);
+    float* slice = sums + slot * a.classes * HW + plane;
     const float w = weights[p];
     for (int64_t c = 0; c < a.classes; ++c) slice[c * HW] += w * ToF(logits[c * P + p]);
     if (wsum != nullptr) wsum[vz * HW + plane] += w;
@@ -46,7 +48,8 @@ __global__ void AccumulateKernel(const T* __restrict__ logits, const float* __re
 Status CheckOptions(const AccumulatorOptions& o) {
   if (o.num_classes <= 0) return InvalidArgument("accumulator: num_classes must be positive");
   for (int a = 0; a < 3; ++a) {
-    if (o.volume[a] <= 0) return InvalidArgument("accumulator: volume extents must be positive");
+    if (o.volume[a] <= 0 || o.volume[a] >= (int64_t{1} << 31))
+      return InvalidArgument("accumulator: volume extents must be in [1, 2^31)");
     if (o.patch[a] <= 0) return InvalidArgument("accumulator: patch extents must be positive");
   }
   if (!o.keep_averages) {
