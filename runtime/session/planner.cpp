@@ -757,6 +757,20 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
       for (size_t i = 0; i < buffers.size(); ++i)
         if (owners[i].first >= 0) values_only.push_back(buffers[i]);
       stats.value_arena_bytes += values_only.empty() ? 0 : AssignArenaOffsets(values_only);
+      // Where the values' memory peaks: live bytes per step by a sweep over lifetimes.
+      std::vector<int64_t> delta(plan->steps.size() + 2, 0);
+      for (const BufferLifetime& b : values_only) {
+        delta[static_cast<size_t>(b.first)] += static_cast<int64_t>(b.bytes);
+        delta[static_cast<size_t>(b.last) + 1] -= static_cast<int64_t>(b.bytes);
+      }
+      int64_t live = 0;
+      for (size_t s = 0; s < plan->steps.size(); ++s) {
+        live += delta[s];
+        if (static_cast<size_t>(live) <= stats.peak_live_bytes) continue;
+        stats.peak_live_bytes = static_cast<size_t>(live);
+        const PlanStep& at = plan->steps[s];
+        stats.peak_step = StrCat("step ", s, " ", at.node ? at.node->Describe() : std::string("(copy)"));
+      }
     }
     const size_t arena = AssignArenaOffsets(buffers);
     for (size_t i = 0; i < buffers.size(); ++i)

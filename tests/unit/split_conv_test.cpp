@@ -157,6 +157,10 @@ TEST(SplitConvOverConcat, DecoderStepMatchesTheUnsplitGraph) {
     auto unsplit_stats = (*unsplit)->StatsFor({in[0].shape()});
     ASSERT_TRUE(split_stats.ok() && unsplit_stats.ok());
     EXPECT_LT(split_stats->value_arena_bytes, unsplit_stats->value_arena_bytes);
+    // Unsplit, the values peak where the concatenation is made (skip + upsampled + both).
+    EXPECT_NE(unsplit_stats->peak_step.find("(Concat)"), std::string::npos) << unsplit_stats->peak_step;
+    EXPECT_LT(split_stats->peak_live_bytes, unsplit_stats->peak_live_bytes);
+    EXPECT_LE(unsplit_stats->peak_live_bytes, unsplit_stats->value_arena_bytes);
     // The upsampled part's sum is written over the skip part's, unless it is the graph
     // output (those go straight to the caller's tensor on the CPU).
     EXPECT_EQ(split_stats->in_place_values, with_norm ? 1u : 0u);

@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
               stats->arena_bytes / 1048576.0, stats->naive_bytes / 1048576.0, stats->constant_bytes / 1048576.0);
   std::printf("values alone (no step workspaces): %.1f MiB; %zu outputs written in place\n",
               stats->value_arena_bytes / 1048576.0, stats->in_place_values);
+  std::printf("values peak at %s: %.1f MiB alive\n", stats->peak_step.c_str(), stats->peak_live_bytes / 1048576.0);
   std::printf("storage: %zu f16 values, %zu channels-last values, %zu casts, %zu layout transposes\n",
               stats->f16_values, stats->channels_last_values, stats->storage_casts, stats->layout_transposes);
   if (args.plan_only) return 0;

@@ -51,6 +51,8 @@ struct NamedTensor {
 struct PlanStats {
   size_t arena_bytes = 0;        // peak activation memory per device, planned
   size_t value_arena_bytes = 0;  // the arena without step workspaces (values alone)
+  size_t peak_live_bytes = 0;    // most value bytes alive at one step (<= value_arena_bytes)
+  std::string peak_step;         // that step ("step N node '...' (Op)"), on the backend it peaks on
   size_t naive_bytes = 0;        // what one buffer per value would have taken
   size_t constant_bytes = 0;     // weights and folded constants
   size_t num_steps = 0;
