@@ -6,6 +6,7 @@
 // runs on any machine, with the CPU's numerics, against the same references as the GPU.
 #include <cstring>
 
+#include "cpu/align.h"
 #include "cpu/cpu_backend.h"
 #include "itkit/channels_last.h"
 #include "itkit/devices.h"
@@ -14,12 +15,10 @@ namespace itkit {
 namespace cpu {
 namespace {
 
-size_t Align64(size_t v) { return (v + 63) / 64 * 64; }
-
 class ChannelsLastAdapter final : public OpKernel {
  public:
   ChannelsLastAdapter(std::unique_ptr<OpKernel> inner, const NodeSignature& sig) : inner_(std::move(inner)) {
-    size_t offset = Align64(inner_->workspace_bytes());
+    size_t offset = AlignUp(inner_->workspace_bytes());
     for (const auto* list : {&sig.inputs, &sig.outputs}) {
       std::vector<Slot>& slots = list == &sig.inputs ? inputs_ : outputs_;
       for (const ValueDesc& d : *list) {
@@ -29,7 +28,7 @@ class ChannelsLastAdapter final : public OpKernel {
         s.shape = d.shape;
         if (d.channels_last) {
           s.offset = offset;
-          offset += Align64(static_cast<size_t>(ElementCount(d.shape)) * DTypeSize(d.dtype));
+          offset += AlignUp(static_cast<size_t>(ElementCount(d.shape)) * DTypeSize(d.dtype));
         }
         slots.push_back(s);
       }

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "shape_infer/window_geometry.h"
+#include "cpu/align.h"
 #include "cpu/conv_kernels.h"
 #include "cpu/cpu_ops.h"
 #include "itkit/thread_pool.h"
@@ -97,9 +98,9 @@ class ReferenceConvKernel final : public OpKernel {
 class ConvPlusZKernel final : public OpKernel {
  public:
   ConvPlusZKernel(std::unique_ptr<Node> inner_node, std::unique_ptr<OpKernel> conv, Activation act, size_t y_bytes)
-      : inner_node_(std::move(inner_node)), conv_(std::move(conv)), act_(act), y_bytes_(AlignUp64(y_bytes)) {}
+      : inner_node_(std::move(inner_node)), conv_(std::move(conv)), act_(act), y_bytes_(AlignUp(y_bytes)) {}
 
-  size_t workspace_bytes() const override { return AlignUp64(conv_->workspace_bytes()) + y_bytes_; }
+  size_t workspace_bytes() const override { return AlignUp(conv_->workspace_bytes()) + y_bytes_; }
   int in_place_input() const override { return 3; }
 
   Status Run(KernelContext& ctx) override {
@@ -109,7 +110,7 @@ class ConvPlusZKernel final : public OpKernel {
     Tensor scratch;
     KernelContext conv_ctx = ctx;
     conv_ctx.inputs.resize(3);
-    conv_ctx.workspace_bytes = AlignUp64(conv_->workspace_bytes());
+    conv_ctx.workspace_bytes = AlignUp(conv_->workspace_bytes());
     if (z_in_y) {
       uint8_t* after_conv_workspace = static_cast<uint8_t*>(ctx.workspace) + conv_ctx.workspace_bytes;
       scratch = Tensor::Wrap(y.dtype(), y.shape(), nullptr, after_conv_workspace, y.device());
@@ -128,8 +129,6 @@ class ConvPlusZKernel final : public OpKernel {
   }
 
  private:
-  static size_t AlignUp64(size_t v) { return (v + 63) / 64 * 64; }
-
   std::unique_ptr<Node> inner_node_;  // the convolution's node (no Z, no activation): conv_ may point at it
   std::unique_ptr<OpKernel> conv_;
   Activation act_;

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "cpu/align.h"
 #include "itkit/status.h"
 #include "itkit/tensor.h"
 
@@ -25,11 +26,6 @@ dnnl::memory::desc PlainDesc(const Shape& shape);
 
 inline Status OnednnError(const std::string& who, const dnnl::error& e) {
   return Internal(who, ": oneDNN: ", e.what());
-}
-
-// Rounds a byte offset up so every workspace region starts on a cache line.
-inline size_t AlignUp(size_t bytes, size_t alignment = 64) {
-  return (bytes + alignment - 1) / alignment * alignment;
 }
 
 }  // namespace itkit::cpu

@@ -129,6 +129,16 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
   if (profile_steps)
     for (const auto& backend : backends) ITKIT_RETURN_IF_ERROR(backend->Synchronize());
   Clock::time_point step_start = Clock::now();
+  // Profiling: the time since step_start goes to `step`, by op type and by node.
+  auto charge = [&](const PlanStep& step, Clock::time_point now) {
+    const double seconds = std::chrono::duration<double>(now - step_start).count();
+    const std::string key = ProfileKey(step, plan);
+    for (StepTime* t : {&plan.profile[key], &plan.profile_by_step[StepKey(step, key)]}) {
+      ++t->count;
+      t->seconds += seconds;
+    }
+    step_start = now;
+  };
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     PlanStep& step = plan.steps[i];
     if (profile_steps && i > 0) {  // the previous step, synchronised
@@ -136,14 +146,7 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
       ITKIT_RETURN_IF_ERROR(backends[prev.backend]->Synchronize());
       if (!prev.node && prev.copy_from_backend != prev.backend)
         ITKIT_RETURN_IF_ERROR(backends[prev.copy_from_backend]->Synchronize());
-      const Clock::time_point now = Clock::now();
-      const double seconds = std::chrono::duration<double>(now - step_start).count();
-      const std::string key = ProfileKey(prev, plan);
-      for (StepTime* t : {&plan.profile[key], &plan.profile_by_step[StepKey(prev, key)]}) {
-        ++t->count;
-        t->seconds += seconds;
-      }
-      step_start = now;
+      charge(prev, Clock::now());
     }
     if (!profile_steps && next_segment < plan.segments.size() && plan.segments[next_segment].first_step == i) {
       Plan::Segment& seg = plan.segments[next_segment++];
@@ -166,14 +169,7 @@ Status ExecutePlan(Plan& plan, const std::vector<std::shared_ptr<Backend>>& back
     ITKIT_RETURN_IF_ERROR(RunKernelStep(step, plan, bound, pool));
   }
   for (const auto& backend : backends) ITKIT_RETURN_IF_ERROR(backend->Synchronize());
-  if (profile_steps && !plan.steps.empty()) {
-    const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
-    const std::string key = ProfileKey(plan.steps.back(), plan);
-    for (StepTime* t : {&plan.profile[key], &plan.profile_by_step[StepKey(plan.steps.back(), key)]}) {
-      ++t->count;
-      t->seconds += seconds;
-    }
-  }
+  if (profile_steps && !plan.steps.empty()) charge(plan.steps.back(), Clock::now());
 
   outputs.clear();
   std::vector<bool> handed_out(plan.values.size(), false);

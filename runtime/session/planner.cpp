@@ -105,24 +105,33 @@ struct Builder {
       cast_of[key] = host_cast;
       return host_cast;
     }
+    const int cast_id = AddStorageStep(cast, id, std::move(kernel).value(), to, to == DType::kF16, from.channels_last);
+    cast_of[key] = cast_id;
+    return cast_id;
+  }
+
+  // A step the planner inserted (`node`: a Cast or Transpose it owns) on the backend
+  // holding value `id`, making a value of the same logical shape stored as given.
+  int AddStorageStep(const Node& node, int id, std::unique_ptr<OpKernel> kernel, DType dtype, bool half_of_f32,
+                     bool channels_last) {
+    const PlanValue& from = plan.values[static_cast<size_t>(id)];
     PlanStep step;
-    step.node = &cast;
+    step.node = &node;
     step.backend = from.backend;
-    step.kernel = std::move(kernel).value();
+    step.kernel = std::move(kernel);
     step.workspace_bytes = step.kernel->workspace_bytes();
     step.inputs = {id};
     PlanValue v;
-    v.name = cast.name;
-    v.dtype = to;
+    v.name = node.name;
+    v.dtype = dtype;
     v.shape = from.shape;
     v.backend = from.backend;
-    v.half_of_f32 = to == DType::kF16;
-    v.channels_last = from.channels_last;
-    const int cast_id = AddValue(std::move(v));
-    step.outputs = {cast_id};
+    v.half_of_f32 = half_of_f32;
+    v.channels_last = channels_last;
+    const int out_id = AddValue(std::move(v));  // `from` may dangle from here on
+    step.outputs = {out_id};
     plan.steps.push_back(std::move(step));
-    cast_of[key] = cast_id;
-    return cast_id;
+    return out_id;
   }
 
   // `id`'s value in the other layout (channels-last <-> row-major), by a Transpose step
@@ -150,22 +159,7 @@ struct Builder {
     if (!backend.Supports(sig, &reason))
       return Internal(backend.name(), " holds channels-last data but cannot transpose '", from.name, "': ", reason);
     ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<OpKernel> kernel, backend.CreateKernel(sig));
-    PlanStep step;
-    step.node = &t;
-    step.backend = from.backend;
-    step.kernel = std::move(kernel);
-    step.workspace_bytes = step.kernel->workspace_bytes();
-    step.inputs = {id};
-    PlanValue v;
-    v.name = t.name;
-    v.dtype = from.dtype;
-    v.shape = from.shape;
-    v.backend = from.backend;
-    v.half_of_f32 = from.half_of_f32;
-    v.channels_last = channels_last;
-    const int out_id = AddValue(std::move(v));
-    step.outputs = {out_id};
-    plan.steps.push_back(std::move(step));
+    const int out_id = AddStorageStep(t, id, std::move(kernel), from.dtype, from.half_of_f32, channels_last);
     ++plan.stats.layout_transposes;
     layout_of[key] = out_id;
     return out_id;
@@ -725,7 +719,7 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
   PlanStats& stats = plan->stats;
   for (size_t backend = 0; backend < num_backends; ++backend) {
     std::vector<BufferLifetime> buffers;
-    std::vector<std::pair<int, int>> owners;  // (value id or -1, step index for workspace)
+    std::vector<std::pair<int, int>> owners;  // (sharing group's root value or -1, step index for workspace)
     std::vector<int> buffer_index(plan->values.size(), -1);  // per sharing group's first value
     for (size_t id = 0; id < plan->values.size(); ++id) {
       const PlanValue& v = plan->values[id];
