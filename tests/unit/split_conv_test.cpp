@@ -259,22 +259,36 @@ TEST(FusedConvZ, OutputTakesZsMemoryOnlyWhenZDiesThere) {
 }
 
 TEST(FusedConvZ, ShapeRuleWantsYsShapeAndDType) {
-  Builder b;
-  b.Input("x", {1, 2, 3, 3, 3});
-  b.Input("z", {1, 4, 3, 3, 2});  // Y is [1, 4, 3, 3, 3]
-  b.m.graph.opsets["itkit"] = 1;
-  std::mt19937 rng(1);
-  b.m.graph.initializers["w"] = Random({4, 2, 1, 1, 1}, rng);
-  Node& conv = b.Add("FusedConv", {"x", "w", "", "z"}, "y");
-  conv.domain = "itkit";
-  b.Output("y");
-  SessionOptions o;
-  o.disabled_passes = EveryPass();
-  auto s = Session::Create(b.m, o);
-  ASSERT_TRUE(s.ok()) << s.status().ToString();
-  auto run = (*s)->Run(std::vector<Tensor>{Random({1, 2, 3, 3, 3}, rng), Random({1, 4, 3, 3, 2}, rng)});
-  ASSERT_FALSE(run.ok());
-  EXPECT_NE(run.status().message().find("Z must have Y's shape"), std::string::npos) << run.status().message();
+  struct Variant {
+    const char* what;
+    Shape z_shape;
+    DType z_dtype;
+    const char* error;
+  };
+  // Y is [1, 4, 3, 3, 3] f32.
+  const Variant variants[] = {{"wrong shape", {1, 4, 3, 3, 2}, DType::kF32, "Z must have Y's shape"},
+                              {"wrong dtype", {1, 4, 3, 3, 3}, DType::kF16, "Z dtype differs from X's"}};
+  for (const Variant& v : variants) {
+    SCOPED_TRACE(v.what);
+    Builder b;
+    b.Input("x", {1, 2, 3, 3, 3});
+    b.Input("z", v.z_shape);
+    b.m.graph.inputs.back().dtype = v.z_dtype;
+    b.m.graph.opsets["itkit"] = 1;
+    std::mt19937 rng(1);
+    b.m.graph.initializers["w"] = Random({4, 2, 1, 1, 1}, rng);
+    Node& conv = b.Add("FusedConv", {"x", "w", "", "z"}, "y");
+    conv.domain = "itkit";
+    b.Output("y");
+    SessionOptions o;
+    o.disabled_passes = EveryPass();
+    auto s = Session::Create(b.m, o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    Tensor z = Tensor::Allocate(v.z_dtype, v.z_shape).value();  // zeros: only the plan is judged
+    auto run = (*s)->Run(std::vector<Tensor>{Random({1, 2, 3, 3, 3}, rng), z});
+    ASSERT_FALSE(run.ok());
+    EXPECT_NE(run.status().message().find(v.error), std::string::npos) << run.status().message();
+  }
 }
 
 }  // namespace
