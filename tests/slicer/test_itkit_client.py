@@ -415,9 +415,10 @@ def test_cancel(client, loaded, tmp_path):
             break
         time.sleep(0.05)
     assert status.state == "cancelled", status.raw  # the job has ~260k windows to go
-    # Cancelled while still queued (a slow build: windows_total not known yet), or
-    # part-way through its windows.
-    assert status.error and (status.stage == "queued" or status.windows_done < status.windows_total), status.raw
+    # Cancelled before its windows began (queued, or the worker was still reading or
+    # preprocessing: windows_total is not known yet), or part-way through its windows.
+    before_windows = status.stage in ("queued", "read", "preprocess") and status.windows_total == 0
+    assert status.error and (before_windows or status.windows_done < status.windows_total), status.raw
     with pytest.raises(ic.JobCancelled):
         client.download_result(job, str(tmp_path / "x.nii.gz"))
     gate = threading.Event()
