@@ -64,7 +64,8 @@ Tensor RandomNormal(const Shape& shape, uint32_t seed) {
 }
 
 // ITKIT_HALF_STORAGE=0 / ITKIT_CUDA_GRAPHS=0 / ITKIT_CHANNELS_LAST=0 switch those
-// features off, for ablations; ITKIT_CUDNN_WORKSPACE_MB sets the workspace cap.
+// features off, for ablations; ITKIT_CUDNN_WORKSPACE_MB sets the workspace cap;
+// ITKIT_OWN_KERNELS=library|own|auto picks CudaBackendOptions::own_kernels.
 bool EnvOff(const char* name) {
   const char* v = std::getenv(name);
   return v && std::string(v) == "0";
@@ -82,9 +83,20 @@ Result<std::shared_ptr<Backend>> Cuda(bool fp16, bool tf32, const std::string& c
   // suspect for TF32's poor algorithm choice at batch 4.
   if (const char* mb = std::getenv("ITKIT_CUDNN_WORKSPACE_MB"); mb && *mb)
     o.max_workspace_bytes = static_cast<size_t>(std::strtoull(mb, nullptr, 10)) << 20;
-  std::printf("backend: %s%s, half storage %s, channels-last %s, CUDA graphs %s, cuDNN workspace cap %zu MiB\n",
+  const char* own = std::getenv("ITKIT_OWN_KERNELS");
+  const std::string own_kernels = own && *own ? own : "auto";
+  if (own_kernels == "library") {
+    o.own_kernels = CudaBackendOptions::OwnKernels::kLibrary;
+  } else if (own_kernels == "own") {
+    o.own_kernels = CudaBackendOptions::OwnKernels::kOwn;
+  } else if (own_kernels != "auto") {
+    return InvalidArgument("ITKIT_OWN_KERNELS must be library, own or auto, not '", own_kernels, "'");
+  }
+  std::printf("backend: %s%s, half storage %s, channels-last %s, CUDA graphs %s, cuDNN workspace cap %zu MiB, "
+              "own kernels %s\n",
               fp16 ? "fp16" : "fp32", tf32 ? " tf32" : "", o.half_storage ? "on" : "off",
-              fp16 && o.channels_last ? "on" : "off", o.cuda_graphs ? "on" : "off", o.max_workspace_bytes >> 20);
+              fp16 && o.channels_last ? "on" : "off", o.cuda_graphs ? "on" : "off", o.max_workspace_bytes >> 20,
+              own_kernels.c_str());
   return CreateCudaBackend(o);
 }
 

@@ -9,7 +9,8 @@
 # PyTorch's outputs (each plan run 3 times: CUDA graphs recorded and replayed);
 # export of the reference U-Net with the machine's PyTorch; ours vs PyTorch eager FP16
 # per 128^3 window (batch 4, with the per-op profile) and for a whole 320x512x512
-# sliding-window pass; the TF32 profile (ITKIT_TF32_PROFILE=0 skips it); the table for
+# sliding-window pass; the same without split_conv_over_concat and without our own
+# kernels (ITKIT_SPLIT_ABLATION=0 / ITKIT_OWN_ABLATION=0 skip those); the TF32 profile (ITKIT_TF32_PROFILE=0 skips it); the table for
 # docs/PERFORMANCE.md; the pipeline (itkit_infer) with GPU and host accumulation; the
 # REST server's jobs on the GPU (plain and force_cpu); ONNX node conformance on CUDA;
 # the Google Benchmark kernels (ITKIT_KERNEL_BENCH_FILTER).
@@ -97,6 +98,13 @@ fi
 # less arena at batch 4) against the unsplit graph, for time and memory.
 if [[ -f /tmp/ref_unet.onnx && ${ITKIT_SPLIT_ABLATION:-1} == 1 ]]; then
   step "ours: reference U-Net fp16, split_conv_over_concat off" 120 env ITKIT_DISABLE_PASSES=split_conv_over_concat \
+    "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 --patch 128 --stride 64 --volume 320,512,512 \
+    --tuning-cache /tmp/itkit-tuning --repeat 10
+fi
+# Our strided ConvTranspose kernel (raced against cuDNN per shape in the runs above:
+# the log says which won each) against cuDNN's everywhere, for time.
+if [[ -f /tmp/ref_unet.onnx && ${ITKIT_OWN_ABLATION:-1} == 1 ]]; then
+  step "ours: reference U-Net fp16, own kernels off (cuDNN ConvTranspose)" 120 env ITKIT_OWN_KERNELS=library \
     "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 --patch 128 --stride 64 --volume 320,512,512 \
     --tuning-cache /tmp/itkit-tuning --repeat 10
 fi

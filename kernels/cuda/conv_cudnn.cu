@@ -18,10 +18,15 @@
 //
 // The algorithm is chosen once per shape (timed with cudnnFind*, or cuDNN's heuristic
 // when autotune is off) and remembered in the tuning cache, on disk when configured.
+//
+// A ConvTranspose whose kernel equals its stride, on f16 channels-last data, may run
+// our own GEMM kernel instead (conv_transpose_strided.cu), when it wins the race
+// against cuDNN at plan time (own_kernels.cuh) or CudaBackendOptions::own_kernels says so.
 #include <algorithm>
 #include <type_traits>
 
 #include "cuda/common.cuh"
+#include "cuda/own_kernels.cuh"
 #include "itkit/log.h"
 #include "shape_infer/window_geometry.h"
 
@@ -271,10 +276,17 @@ class ConvKernel final : public OpKernel {
       // Channels-last data exists only for the NDHWC half path; if cuDNN has no
       // algorithm for it, the planner offers the row-major form next.
       if (!weights) return Unsupported("channels-last data needs constant weights");
+      if (OwnStridedTransposeApplies() && ctx_->options.own_kernels == CudaBackendOptions::OwnKernels::kOwn) {
+        half_ = true;  // no cuDNN configuration at all: ours is the only path
+        own_ = true;
+        return PackHalfWeights(*weights);
+      }
       Status s = Configure(/*channels_last_half=*/true);
       if (s.code() == StatusCode::kOutOfMemory) return s;
       if (!s.ok()) return Unsupported("no fp16 channels-last cuDNN algorithm: ", s.message());
-      return PackHalfWeights(*weights);
+      ITKIT_RETURN_IF_ERROR(PackHalfWeights(*weights));
+      if (OwnStridedTransposeApplies()) ChooseOwnOrCudnn(*sig.node);
+      return Status::Ok();
     }
     const bool want_half = ctx_->options.fp16 || dtype_ == DType::kF16;
     if (want_half && weights) {
@@ -301,6 +313,98 @@ class ConvKernel final : public OpKernel {
   }
 
  private:
+  // ConvTranspose with kernel == stride (no padding, dilation, groups or output
+  // padding) from and to f16 channels-last values: our kernel can run it.
+  bool OwnStridedTransposeApplies() const {
+    if (!g_.transpose || g_.group != 1 || dtype_ != DType::kF16 || !in_cl_ || !out_cl_ || has_z_ ||
+        act_ != Act::kNone || g_.nd > 3)
+      return false;
+    for (int i = 0; i < g_.nd; ++i)
+      if (g_.kernel[i] != g_.strides[i] || g_.pads[i] != 0 || g_.dilations[i] != 1 ||
+          g_.out[i] != g_.in[i] * g_.kernel[i])
+        return false;
+    return true;
+  }
+
+  StridedTransposeShape StridedShape() const {
+    StridedTransposeShape s;
+    s.n = g_.n;
+    s.cin = g_.cin;
+    s.cout = g_.cout;
+    const int lead = 3 - g_.nd;  // 2-D (and 1-D, given to cuDNN as 2-D) get leading 1s
+    for (int i = 0; i < g_.nd; ++i) {
+      s.in[lead + i] = g_.in[i];
+      s.k[lead + i] = g_.kernel[i];
+    }
+    return s;
+  }
+
+  // kAuto with autotune: ours or cuDNN's, raced once per shape and cached. Anything
+  // going wrong in the race (e.g. no memory for its buffers) leaves cuDNN's path.
+  void ChooseOwnOrCudnn(const Node& node) {
+    if (ctx_->options.own_kernels != CudaBackendOptions::OwnKernels::kAuto || !ctx_->options.autotune) return;
+    enum : int { kCudnnWins = 0, kOwnWins = 1, kOwnDisagrees = 2 };
+    const std::string key = TuningKey(CUDNN_TENSOR_OP_MATH) + "|own:strided-transpose";
+    if (auto hit = ctx_->tuning->Find(key)) {
+      UseOwn(hit->algo == kOwnWins);
+      return;
+    }
+    auto race = RaceStridedTranspose();
+    if (!race.ok()) {
+      LogWarning("CUDA: ", node.Describe(), ": racing our strided ConvTranspose against cuDNN failed (",
+                 race.status().message(), "); cuDNN runs it");
+      return;
+    }
+    int verdict = race->own_wins() ? kOwnWins : kCudnnWins;
+    if (!race->agree) {
+      verdict = kOwnDisagrees;
+      LogWarning("CUDA: ", node.Describe(), ": our strided ConvTranspose differs from cuDNN's by up to ",
+                 race->max_abs_diff, " (output scale ", race->max_abs_library, "); cuDNN runs it");
+    } else {
+      LogInfo("CUDA: ", node.Describe(), ": strided ConvTranspose ", race->own_ms, " ms ours vs ", race->library_ms,
+              " ms cuDNN: ", verdict == kOwnWins ? "ours" : "cuDNN", " runs it");
+    }
+    UseOwn(verdict == kOwnWins);
+    Status saved = ctx_->tuning->Insert(key, TunedAlgo{verdict, 0, 0});
+    if (!saved.ok()) LogWarning("CUDA: ", saved.message());
+  }
+
+  void UseOwn(bool own) {
+    own_ = own;
+    if (own) workspace_ = 0;  // f16 channels-last in and out: no conversions, no cuDNN workspace
+  }
+
+  // Both paths on random f16 data of the node's shape, with the bias pass cuDNN's path
+  // needs (ours adds the bias in its store) when the node has a bias.
+  Result<KernelRace> RaceStridedTranspose() {
+    const int64_t x_count = g_.n * g_.cin * g_.in_spatial(), y_count = g_.n * g_.cout * g_.out_spatial();
+    ITKIT_ASSIGN_OR_RETURN(DeviceBuffer x, ctx_->Allocate(static_cast<size_t>(x_count) * 2));
+    ITKIT_ASSIGN_OR_RETURN(DeviceBuffer y_cudnn, ctx_->Allocate(static_cast<size_t>(y_count) * 2));
+    ITKIT_ASSIGN_OR_RETURN(DeviceBuffer y_own, ctx_->Allocate(static_cast<size_t>(y_count) * 2));
+    ITKIT_ASSIGN_OR_RETURN(DeviceBuffer bias, ctx_->Allocate(static_cast<size_t>(g_.cout) * 2));
+    DeviceBuffer ws;
+    if (algo_workspace_) {
+      ITKIT_ASSIGN_OR_RETURN(ws, ctx_->Allocate(algo_workspace_));
+    }
+    ITKIT_RETURN_IF_ERROR(ctx_->Activate());
+    auto* xh = static_cast<__half*>(x.data);
+    auto* bh = has_bias_ ? static_cast<__half*>(bias.data) : nullptr;
+    ITKIT_RETURN_IF_ERROR(FillPseudoRandom(*ctx_, xh, x_count, 1));
+    ITKIT_RETURN_IF_ERROR(FillPseudoRandom(*ctx_, static_cast<__half*>(bias.data), g_.cout, 2));
+    auto* yc = static_cast<__half*>(y_cudnn.data);
+    auto* yo = static_cast<__half*>(y_own.data);
+    const auto* wh = static_cast<const __half*>(packed_w_.data);
+    const StridedTransposeShape shape = StridedShape();
+    auto cudnn = [&]() -> Status {
+      ITKIT_RETURN_IF_ERROR(Convolve(xh, wh, yc, ws.data));
+      if (!bh) return Status::Ok();
+      return LaunchChannelsLastEpilogue<__half, __half>(*ctx_, yc, yc, y_count, g_.cout, bh, Act::kNone, 0.0f);
+    };
+    auto own = [&]() { return LaunchStridedTranspose(*ctx_, shape, xh, wh, bh, yo); };
+    // f16 outputs of f32 sums: a few f16 steps of the output's scale apart at most.
+    return RaceOwnKernel(*ctx_, cudnn, own, yc, yo, y_count, /*tolerance=*/1e-2);
+  }
+
   // Descriptors + algorithm for one path; Unsupported when cuDNN has no algorithm.
   Status Configure(bool channels_last_half) {
     half_ = channels_last_half;
@@ -494,6 +598,10 @@ class ConvKernel final : public OpKernel {
     const T* x = kc.inputs[0]->data<T>();
     const T* bias = has_bias_ && kc.inputs.size() > 2 && kc.inputs[2] ? kc.inputs[2]->data<T>() : nullptr;
     T* y = kc.outputs[0]->data<T>();
+    if constexpr (std::is_same_v<T, __half>) {
+      if (own_) return LaunchStridedTranspose(*ctx_, StridedShape(), x, static_cast<const __half*>(packed_w_.data),
+                                              bias, y);
+    }
     // Z in Y's memory (the session placed Y over it): cuDNN adds onto it; otherwise
     // the epilogue adds Z.
     const T* z = has_z_ && kc.inputs.size() > 3 && kc.inputs[3] ? kc.inputs[3]->data<T>() : nullptr;
@@ -548,6 +656,7 @@ class ConvKernel final : public OpKernel {
   Act act_ = Act::kNone;
   float alpha_ = 0.01f;
   bool has_bias_ = false, has_z_ = false, half_ = false, in_cl_ = false, out_cl_ = false;
+  bool own_ = false;  // our strided ConvTranspose kernel instead of cuDNN
   std::unique_ptr<Descriptors> d_;
   int algo_ = 0;
   cudnnMathType_t math_ = CUDNN_DEFAULT_MATH;

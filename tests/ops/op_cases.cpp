@@ -174,6 +174,30 @@ void AddConvCases(Maker& m, std::vector<OpCase>& out) {
     fixed(false, 32, 3, 8, 1, 1, 0, "", half);
     fixed(true, 64, 32, 6, 2, 2, 0, "", half);
   }
+  // ConvTranspose with kernel == stride: the shapes our GEMM kernel takes in FP16
+  // channels-last (conv_transpose_strided.cu), including partial tiles, a partial K
+  // step, odd channel counts (element-wise loads and stores), anisotropic, 2-D and 1-D.
+  auto strided_up = [&](int64_t n, int64_t cin, int64_t cout, std::vector<int64_t> in, std::vector<int64_t> k,
+                        bool bias, bool half) {
+    ConvSpec sp;
+    sp.transpose = true;
+    sp.n = n;
+    sp.cin = cin;
+    sp.cout = cout;
+    sp.in = std::move(in);
+    sp.k = k;
+    sp.s = k;
+    sp.d.assign(sp.k.size(), 1);
+    sp.pads.assign(2 * sp.k.size(), 0);
+    sp.bias = bias;
+    sp.half = half;
+    out.push_back(ConvCase(m, sp));
+  };
+  strided_up(2, 64, 32, {5, 6, 7}, {2, 2, 2}, true, false);
+  strided_up(1, 40, 16, {3, 4, 5}, {1, 2, 2}, true, true);
+  strided_up(1, 3, 5, {3, 3, 3}, {2, 2, 2}, false, false);
+  strided_up(2, 8, 6, {5, 7}, {3, 2}, true, false);
+  strided_up(1, 16, 70, {9}, {2}, true, false);
   for (int i = 0; i < 36; ++i) {
     ConvSpec sp;
     sp.transpose = i % 4 == 3;

@@ -22,6 +22,7 @@
 #include "itkit/op_table.h"
 #include "itkit/session.h"
 #if ITKIT_HAVE_CUDA
+#include "cuda/tuning_cache.h"
 #include "itkit/cuda_accumulator.h"
 #include "itkit/cuda_backend.h"
 #endif
@@ -99,6 +100,10 @@ struct CudaConfig {
   bool fp16, tf32;
   double matrix_tol;  // conv / matmul error bound in this precision
   bool channels_last = false;  // run each case's channels-last form (FP16 mode's layout)
+  // Our kernels wherever they compete with cuDNN's (CudaBackendOptions::OwnKernels::kOwn):
+  // the race at plan time never runs here (autotune is off), so without this config
+  // they would only be checked against cuDNN, never against the CPU reference.
+  bool own_kernels = false;
 };
 
 class CudaOps : public ::testing::TestWithParam<CudaConfig> {};
@@ -109,6 +114,7 @@ TEST_P(CudaOps, MatchCpu) {
   o.fp16 = cfg.fp16;
   o.allow_tf32 = cfg.tf32;
   o.autotune = false;  // cuDNN's heuristic pick: the op test plans hundreds of shapes
+  if (cfg.own_kernels) o.own_kernels = CudaBackendOptions::OwnKernels::kOwn;
   auto backend = CreateCudaBackend(o);
   if (!backend.ok()) {
     std::printf("%s: CUDA unavailable (%s): %zu cases skipped\n", cfg.name, backend.status().message().c_str(),
@@ -136,7 +142,8 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaOps,
                          ::testing::Values(CudaConfig{"cuda-fp32", false, false, 2e-4},
                                            CudaConfig{"cuda-tf32", false, true, 5e-3},
                                            CudaConfig{"cuda-fp16", true, false, 1e-2},
-                                           CudaConfig{"cuda-fp16-cl", true, false, 1e-2, true}),
+                                           CudaConfig{"cuda-fp16-cl", true, false, 1e-2, true},
+                                           CudaConfig{"cuda-fp16-cl-own", true, false, 1e-2, true, true}),
                          [](const ::testing::TestParamInfo<CudaConfig>& info) {
                            std::string n = info.param.name;
                            for (char& ch : n)
@@ -487,6 +494,58 @@ TEST(CudaTuning, AlgorithmCacheIsReusedAfterRestart) {
         EXPECT_EQ(lines, lines_after_first) << "a restarted backend tuned the same convolution again";
       }
     }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// ConvTranspose with kernel == stride on f16 channels-last data: with autotune and
+// own_kernels kAuto our kernel is raced against cuDNN at plan time. The verdict is
+// cached (a restarted backend does not race again) and must not be "ours disagrees
+// with cuDNN" (verdict 2), which would mean a wrong kernel kept out only by the check.
+TEST(CudaOwnKernels, StridedTransposeRaceAgreesAndIsCached) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("itkit_race_" + std::to_string(std::random_device{}()))).string();
+  Node node;
+  node.name = "up";
+  node.op_type = "ConvTranspose";
+  node.inputs = {"x", "w"};
+  node.outputs = {"y"};
+  node.attrs.SetInts("kernel_shape", {2, 2, 2});
+  node.attrs.SetInts("strides", {2, 2, 2});
+  std::mt19937 rng(9);
+  auto half = [](const Tensor& f) {
+    Tensor h = Tensor::Allocate(DType::kF16, f.shape()).value();
+    for (int64_t i = 0; i < f.size(); ++i) h.data<uint16_t>()[i] = FloatToHalf(f.data<float>()[i]);
+    return h;
+  };
+  const Tensor x = half(RandomF32({2, 64, 24, 24, 24}, rng)), w = half(RandomF32({64, 32, 2, 2, 2}, rng, 0.1f));
+  for (int restart = 0; restart < 2; ++restart) {
+    CudaBackendOptions o;
+    o.fp16 = true;
+    o.tuning_cache_dir = dir;
+    auto backend = CreateCudaBackend(o);
+    if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
+    ValueDesc dx{x.dtype(), x.shape(), nullptr, true}, dw{w.dtype(), w.shape(), &w};
+    ShapeContext sctx(node, {&dx, &dw}, 17);
+    ASSERT_TRUE(InferNodeShapes(sctx).ok());
+    NodeSignature sig;
+    sig.node = &node;
+    sig.inputs = {dx, dw};
+    sig.outputs = sctx.outputs();
+    sig.outputs[0].channels_last = true;
+    sig.opset = 17;
+    auto kernel = (*backend)->CreateKernel(sig);
+    ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
+    std::ifstream in(dir + "/cudnn_algos.tsv");
+    int verdicts = 0;
+    for (std::string line; std::getline(in, line);) {
+      auto entry = cuda::TuningCache::ParseLine(line);
+      if (!entry || entry->first.find("|own:strided-transpose") == std::string::npos) continue;
+      ++verdicts;
+      EXPECT_TRUE(entry->second.algo == 0 || entry->second.algo == 1)
+          << "our strided ConvTranspose disagreed with cuDNN (verdict " << entry->second.algo << ")";
+    }
+    EXPECT_EQ(verdicts, 1) << (restart ? "a restarted backend raced the same shape again" : "no race was recorded");
   }
   std::filesystem::remove_all(dir);
 }

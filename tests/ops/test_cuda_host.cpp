@@ -2,10 +2,12 @@
 // kernels run (kernel_math.h: Resize coordinates against the CPU reference's
 // ComputeAxisTaps, pooling tap counts, Welford merges, activations against the CPU's;
 // fused_math.h: every FusedElementwise opcode against the CPU kernel),
-// the strided-copy planning (layout_utils), the algorithm cache file format and the
-// labels-only accumulator's ring of slices (slice_ring).
+// the strided-copy planning (layout_utils), the algorithm cache file format, the
+// labels-only accumulator's ring of slices (slice_ring) and the strided ConvTranspose
+// kernel's GEMM-to-volume index math (strided_transpose.h).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +20,7 @@
 #include "cuda/kernel_math.h"
 #include "cuda/layout_utils.h"
 #include "cuda/slice_ring.h"
+#include "cuda/strided_transpose.h"
 #include "cuda/tuning_cache.h"
 #include "itkit/op_table.h"
 #if ITKIT_HAVE_CUDA
@@ -273,6 +276,134 @@ bool SameRuns(const std::vector<SliceRun>& got, const std::vector<SliceRun>& wan
   for (size_t i = 0; i < got.size(); ++i)
     if (got[i].z != want[i].z || got[i].slot != want[i].slot || got[i].count != want[i].count) return false;
   return true;
+}
+
+// ---- strided ConvTranspose: the kernel's tile walk, emulated on the host ----------------
+
+// ONNX ConvTranspose by its definition (every input voxel scatters kernel taps into
+// Y at d * stride + i), NCDHW, for the no-padding, no-dilation, group-1 case.
+std::vector<float> ConvTransposeByDefinition(const StridedTransposeShape& s, const std::vector<float>& x,
+                                             const std::vector<float>& w, const std::vector<float>& b) {
+  const int64_t D = s.in[0], H = s.in[1], W = s.in[2];
+  const int64_t OD = D * s.k[0], OH = H * s.k[1], OW = W * s.k[2];
+  std::vector<float> y(static_cast<size_t>(s.n * s.cout * OD * OH * OW));
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t co = 0; co < s.cout; ++co)
+      for (int64_t v = 0; v < OD * OH * OW; ++v) y[static_cast<size_t>((n * s.cout + co) * OD * OH * OW + v)] = b[co];
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t ci = 0; ci < s.cin; ++ci)
+      for (int64_t d = 0; d < D; ++d)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t x_w = 0; x_w < W; ++x_w) {
+            const float xv = x[static_cast<size_t>((((n * s.cin + ci) * D + d) * H + h) * W + x_w)];
+            for (int64_t co = 0; co < s.cout; ++co)
+              for (int64_t i = 0; i < s.k[0]; ++i)
+                for (int64_t j = 0; j < s.k[1]; ++j)
+                  for (int64_t l = 0; l < s.k[2]; ++l) {
+                    const float wv = w[static_cast<size_t>((((ci * s.cout + co) * s.k[0] + i) * s.k[1] + j) * s.k[2] + l)];
+                    const int64_t od = d * s.k[0] + i, oh = h * s.k[1] + j, ow = x_w * s.k[2] + l;
+                    y[static_cast<size_t>((((n * s.cout + co) * OD + od) * OH + oh) * OW + ow)] += xv * wv;
+                  }
+          }
+  return y;
+}
+
+// The GPU kernel's walk (conv_transpose_strided.cu): 64x64 tiles of the GEMM, K in
+// steps of 32 with out-of-range rows, columns and K zeroed, each tile element stored at
+// RowBase(row) + ColumnOffset(col) in NDHWC Y, which starts as NaN: an element never
+// written, or written twice, shows.
+std::vector<float> StridedTransposeTileWalk(const StridedTransposeShape& s, const std::vector<float>& x_ndhwc,
+                                            const std::vector<float>& w_packed, const std::vector<float>& b,
+                                            int64_t* writes) {
+  const int64_t rows = StridedTransposeRows(s), cols = StridedTransposeCols(s), K = s.cin;
+  std::vector<float> y(static_cast<size_t>(rows * cols), std::nanf(""));
+  *writes = 0;
+  for (int64_t row0 = 0; row0 < rows; row0 += 64)
+    for (int64_t col0 = 0; col0 < cols; col0 += 64) {
+      float acc[64][64] = {};
+      for (int64_t k0 = 0; k0 < K; k0 += 32)
+        for (int r = 0; r < 64; ++r)
+          for (int c = 0; c < 64; ++c)
+            for (int kk = 0; kk < 32; ++kk) {
+              const int64_t row = row0 + r, col = col0 + c, kg = k0 + kk;
+              const float a = row < rows && kg < K ? x_ndhwc[static_cast<size_t>(row * K + kg)] : 0.0f;
+              const float bw = kg < K && col < cols ? w_packed[static_cast<size_t>(kg * cols + col)] : 0.0f;
+              acc[r][c] += a * bw;
+            }
+      for (int r = 0; r < 64; ++r)
+        for (int c = 0; c < 64; ++c) {
+          const int64_t row = row0 + r, col = col0 + c;
+          if (row >= rows || col >= cols) continue;
+          float& out = y[static_cast<size_t>(StridedTransposeRowBase(s, row) + StridedTransposeColumnOffset(s, col))];
+          out = std::isnan(out) ? acc[r][c] + b[static_cast<size_t>(col % s.cout)] : std::nanf("");
+          ++*writes;
+        }
+    }
+  return y;
+}
+
+TEST(CudaStridedTranspose, TileWalkMatchesTheDefinition) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  struct Case {
+    StridedTransposeShape s;
+    bool vector_loads;
+  };
+  auto shape = [](int64_t n, int64_t cin, int64_t cout, std::array<int64_t, 3> in, std::array<int64_t, 3> k) {
+    StridedTransposeShape s;
+    s.n = n;
+    s.cin = cin;
+    s.cout = cout;
+    for (int a = 0; a < 3; ++a) {
+      s.in[a] = in[static_cast<size_t>(a)];
+      s.k[a] = k[static_cast<size_t>(a)];
+    }
+    return s;
+  };
+  const Case cases[] = {
+      {shape(2, 64, 32, {3, 4, 5}, {2, 2, 2}), true},   // nnU-Net's up-convolution; rows not a tile multiple
+      {shape(1, 40, 16, {2, 3, 3}, {1, 2, 2}), true},   // anisotropic; K = 40: a partial K step
+      {shape(1, 3, 5, {2, 2, 3}, {2, 2, 2}), false},    // odd channels: element-wise loads, single stores
+      {shape(2, 8, 4, {1, 5, 7}, {1, 3, 2}), true},     // 2-D as 3-D with a leading 1; 6 taps x 4 channels
+      {shape(1, 16, 70, {1, 1, 9}, {1, 1, 2}), false},  // 1-D; columns (140) not a multiple of 8
+  };
+  for (const Case& c : cases) {
+    const StridedTransposeShape& s = c.s;
+    SCOPED_TRACE(::testing::Message() << "cin " << s.cin << " cout " << s.cout << " in " << s.in[0] << "x" << s.in[1]
+                                      << "x" << s.in[2] << " k " << s.k[0] << "x" << s.k[1] << "x" << s.k[2]);
+    EXPECT_EQ(StridedTransposeVectorLoads(s), c.vector_loads);
+    const int64_t S = s.in[0] * s.in[1] * s.in[2], taps = StridedTransposeTaps(s);
+    std::vector<float> x(static_cast<size_t>(s.n * s.cin * S)), w(static_cast<size_t>(s.cin * s.cout * taps)),
+        b(static_cast<size_t>(s.cout));
+    for (float& v : x) v = u(rng);
+    for (float& v : w) v = u(rng);
+    for (float& v : b) v = u(rng);
+    // NCDHW -> NDHWC, ONNX [Cin][Cout][taps] -> [Cin][taps][Cout] (the cuDNN path's packing).
+    std::vector<float> x_ndhwc(x.size()), w_packed(w.size());
+    for (int64_t n = 0; n < s.n; ++n)
+      for (int64_t ci = 0; ci < s.cin; ++ci)
+        for (int64_t v = 0; v < S; ++v)
+          x_ndhwc[static_cast<size_t>((n * S + v) * s.cin + ci)] = x[static_cast<size_t>((n * s.cin + ci) * S + v)];
+    for (int64_t ci = 0; ci < s.cin; ++ci)
+      for (int64_t co = 0; co < s.cout; ++co)
+        for (int64_t t = 0; t < taps; ++t)
+          w_packed[static_cast<size_t>((ci * taps + t) * s.cout + co)] = w[static_cast<size_t>((ci * s.cout + co) * taps + t)];
+    int64_t writes = 0;
+    const std::vector<float> got = StridedTransposeTileWalk(s, x_ndhwc, w_packed, b, &writes);
+    const std::vector<float> want = ConvTransposeByDefinition(s, x, w, b);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(writes, static_cast<int64_t>(want.size()));
+    const int64_t OS = S * taps;
+    double worst = 0;
+    for (int64_t n = 0; n < s.n; ++n)
+      for (int64_t co = 0; co < s.cout; ++co)
+        for (int64_t v = 0; v < OS; ++v) {
+          const float g = got[static_cast<size_t>((n * OS + v) * s.cout + co)];
+          const float e = want[static_cast<size_t>((n * s.cout + co) * OS + v)];
+          worst = std::isnan(g) ? INFINITY : std::max(worst, static_cast<double>(std::fabs(g - e)));
+        }
+    EXPECT_LE(worst, 1e-4);
+  }
 }
 
 TEST(CudaSliceRing, FinalisesTheSlicesBelowEachWindowInRingSlots) {

@@ -52,6 +52,13 @@ struct CudaBackendOptions {
   // cuDNN's FP16 convolutions run in (Backend::prefers_channels_last); false = NCDHW,
   // with a transpose on each side of every convolution.
   bool channels_last = true;
+  // Where one of our kernels and cuDNN both implement a node (so far: ConvTranspose
+  // whose kernel equals its stride, on f16 channels-last data): kAuto races them once
+  // per shape at plan time (needs autotune; cached like cuDNN's algorithms) and keeps
+  // ours only if it agrees with cuDNN's output and is faster; kLibrary never uses ours;
+  // kOwn always does (tests, ablations).
+  enum class OwnKernels { kAuto, kLibrary, kOwn };
+  OwnKernels own_kernels = OwnKernels::kAuto;
 };
 
 // Unavailable (with the reason) when there is no CUDA build, driver or device.

@@ -1,0 +1,39 @@
+// Our kernels that compete with a library's (cuDNN) for the same node, and the race
+// that picks between them. Where both apply, CudaBackendOptions::own_kernels decides:
+// kAuto times both once per shape at plan time, checks that ours agrees with the
+// library's output, and remembers the winner in the tuning cache (so a restart does not
+// race again); kLibrary never uses ours; kOwn always does (the op tests, so that our
+// kernel is compared with the CPU reference whatever the race would say).
+#pragma once
+
+#include <functional>
+
+#include "cuda/common.cuh"
+#include "cuda/strided_transpose.h"
+
+namespace itkit::cuda {
+
+// ConvTranspose with kernel == stride (strided_transpose.h) on f16 NDHWC data with f32
+// accumulation; `w` packed [Cin][tap][Cout] f16, `bias` [Cout] f16 or null. On ctx.stream.
+Status LaunchStridedTranspose(const CudaContext& ctx, const StridedTransposeShape& shape, const __half* x,
+                              const __half* w, const __half* bias, __half* y);
+
+struct KernelRace {
+  double library_ms = 0, own_ms = 0;  // per run, the best of a few
+  double max_abs_diff = 0;            // |own - library| over the output (NaN if either has NaN)
+  double max_abs_library = 0;         // the scale the difference is judged against
+  bool agree = false;                 // max_abs_diff <= tolerance * max(max_abs_library, 1e-3)
+  bool own_wins() const { return agree && own_ms < library_ms; }
+};
+
+// Runs `library` and `own` once each (each writes `count` f16 values, to `library_out`
+// and `own_out`), compares their outputs, then times `repeats` runs of each on the
+// context's stream. The callables enqueue their work on ctx.stream.
+Result<KernelRace> RaceOwnKernel(CudaContext& ctx, const std::function<Status()>& library,
+                                 const std::function<Status()>& own, const __half* library_out,
+                                 const __half* own_out, int64_t count, double tolerance, int repeats = 3);
+
+// Fills `count` f16 values with a fixed pseudo-random pattern in [-1, 1) (race inputs).
+Status FillPseudoRandom(const CudaContext& ctx, __half* data, int64_t count, uint32_t seed);
+
+}  // namespace itkit::cuda
