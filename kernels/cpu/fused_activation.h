@@ -36,7 +36,7 @@ inline Result<Activation> ParseActivation(const Node& node) {
 inline float ApplyActivation(const Activation& a, float v) {
   switch (a.kind) {
     case ActKind::kNone: return v;
-    case ActKind::kRelu: return v > 0.0f ? v : 0.0f;
+    case ActKind::kRelu: return v < 0.0f ? 0.0f : v;  // NaN stays NaN, as in PyTorch
     case ActKind::kLeakyRelu: return v >= 0.0f ? v : v * a.alpha;
     case ActKind::kSigmoid: return 1.0f / (1.0f + std::exp(-v));
     case ActKind::kTanh: return std::tanh(v);
@@ -51,7 +51,7 @@ inline void ApplyActivation(const Activation& a, float* data, int64_t n) {
   switch (a.kind) {
     case ActKind::kNone: return;
     case ActKind::kRelu:
-      for (int64_t i = 0; i < n; ++i) data[i] = data[i] > 0.0f ? data[i] : 0.0f;
+      for (int64_t i = 0; i < n; ++i) data[i] = data[i] < 0.0f ? 0.0f : data[i];
       return;
     case ActKind::kLeakyRelu: {
       const float alpha = a.alpha;

@@ -118,6 +118,15 @@ class Accumulator final : public SlidingWindowAccumulator {
       ITKIT_RETURN_IF_ERROR(ctx_->Upload(staging_.data, logits.raw(), logits.bytes()));
       src = staging_.data;
     }
+    if (!o_.keep_averages) {
+      // The whole batch is admitted on a copy of the ring first: a batch refused
+      // part-way would otherwise have finalised slices and added its earlier windows.
+      SliceRing probe = ring_;
+      for (int64_t b = 0; b < batch; ++b) {
+        auto admitted = probe.Admit(origins[b][0], origins[b][0] + o_.patch[0]);
+        if (!admitted.ok()) return admitted.status();
+      }
+    }
     const size_t elem = DTypeSize(logits.dtype());
     for (int64_t b = 0; b < batch; ++b) {
       if (!o_.keep_averages) {

@@ -25,7 +25,7 @@ struct UnaryParams {
 
 __device__ __forceinline__ float ApplyUnary(float x, const UnaryParams& p) {
   switch (p.op) {
-    case Unary::kRelu: return x > 0.0f ? x : 0.0f;
+    case Unary::kRelu: return x < 0.0f ? 0.0f : x;  // NaN stays NaN, as in PyTorch
     case Unary::kLeakyRelu: return x >= 0.0f ? x : x * p.a;
     case Unary::kSigmoid: return 1.0f / (1.0f + expf(-x));
     case Unary::kTanh: return tanhf(x);

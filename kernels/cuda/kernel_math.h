@@ -22,7 +22,7 @@ enum class Act : int { kNone = 0, kRelu, kLeakyRelu, kSigmoid, kTanh, kGelu };
 ITKIT_HD float ApplyAct(float x, Act act, float alpha) {
   switch (act) {
     case Act::kNone: return x;
-    case Act::kRelu: return x > 0.0f ? x : 0.0f;
+    case Act::kRelu: return x < 0.0f ? 0.0f : x;  // NaN stays NaN, as in PyTorch
     case Act::kLeakyRelu: return x >= 0.0f ? x : x * alpha;
     case Act::kSigmoid: return 1.0f / (1.0f + expf(-x));
     case Act::kTanh: return tanhf(x);

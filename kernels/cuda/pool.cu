@@ -33,7 +33,7 @@ __global__ void PoolKernel(const T* __restrict__ x, T* __restrict__ y, int64_t n
     const T* src = x + row * in_plane;
     const int64_t f0 = o0 * p.stride[0] - p.pad_begin[0], f1 = o1 * p.stride[1] - p.pad_begin[1],
                   f2 = o2 * p.stride[2] - p.pad_begin[2];
-    float acc = p.max ? -FLT_MAX : 0.0f;
+    float acc = p.max ? -INFINITY : 0.0f;
     bool any = false;
     for (int64_t t0 = 0; t0 < p.k[0]; ++t0) {
       const int64_t i0 = f0 + t0 * p.dil[0];
@@ -121,7 +121,7 @@ __global__ void GlobalPoolKernel(const T* __restrict__ x, T* __restrict__ y, int
   __shared__ float partial[32];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* src = x + row * S;
-    float acc = kMax ? -FLT_MAX : 0.0f;
+    float acc = kMax ? -INFINITY : 0.0f;
     for (int64_t s = threadIdx.x; s < S; s += blockDim.x) acc = kMax ? MaxKeepingNaN(acc, ToF(src[s])) : acc + ToF(src[s]);
     for (int offset = 16; offset > 0; offset >>= 1) {
       const float other = __shfl_down_sync(0xffffffffu, acc, offset);
@@ -131,7 +131,7 @@ __global__ void GlobalPoolKernel(const T* __restrict__ x, T* __restrict__ y, int
     __syncthreads();
     if (threadIdx.x < 32) {
       const int warps = (blockDim.x + 31) >> 5;
-      acc = threadIdx.x < warps ? partial[threadIdx.x] : (kMax ? -FLT_MAX : 0.0f);
+      acc = threadIdx.x < warps ? partial[threadIdx.x] : (kMax ? -INFINITY : 0.0f);
       for (int offset = 16; offset > 0; offset >>= 1) {
         const float other = __shfl_down_sync(0xffffffffu, acc, offset);
         acc = kMax ? MaxKeepingNaN(acc, other) : acc + other;

@@ -441,6 +441,12 @@ TEST(CudaAccumulator, LabelsOnlyRingGivesTheWholeVolumeLabels) {
   Tensor one = RandomF32({1, C, 8, 12, 10}, rng, 1.0f);
   ASSERT_TRUE((*acc)->Accumulate(one, {{12, 0, 0}}).ok());
   EXPECT_EQ((*acc)->Accumulate(one, {{3, 0, 0}}).code(), StatusCode::kInvalidArgument);
+  // A batch out of order is refused as a whole, before anything is added or finalised:
+  // afterwards a window at slice 4 is still welcome.
+  ASSERT_TRUE((*acc)->Reset().ok());
+  Tensor two = RandomF32({2, C, 8, 12, 10}, rng, 1.0f);
+  EXPECT_EQ((*acc)->Accumulate(two, {{10, 0, 0}, {4, 0, 0}}).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*acc)->Accumulate(one, {{4, 0, 0}}).ok());
 }
 
 // ---- the on-disk algorithm cache survives a restart ----------------------------------------

@@ -163,6 +163,14 @@ TEST(CudaKernelMath, ActivationsMatchCpu) {
     a.alpha = 0.13f;
     for (float x = -6.0f; x <= 6.0f; x += 0.37f)
       EXPECT_NEAR(ApplyAct(x, gpu, 0.13f), cpu::ApplyActivation(a, x), 1e-6f) << static_cast<int>(gpu) << " at " << x;
+    // NaN stays NaN in every activation, as in torch (relu(nan) = nan), on both sides,
+    // the CPU's in-place loop included.
+    const float nan = std::nanf("");
+    float in_place = nan;
+    cpu::ApplyActivation(a, &in_place, 1);
+    EXPECT_TRUE(std::isnan(ApplyAct(nan, gpu, 0.13f))) << static_cast<int>(gpu);
+    EXPECT_TRUE(std::isnan(cpu::ApplyActivation(a, nan))) << static_cast<int>(gpu);
+    EXPECT_TRUE(std::isnan(in_place)) << static_cast<int>(gpu);
   }
 }
 
