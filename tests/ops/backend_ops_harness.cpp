@@ -113,6 +113,18 @@ Result<Executed> Execute(const Impl& impl, const OpCase& c) {
     ITKIT_RETURN_IF_ERROR(backend.CopyFromHost(poison, dev));
     outputs.push_back(std::move(dev));
   }
+  if (const int over = c.output_over_input ? kernel->in_place_input() : -1; over >= 0) {
+    const size_t i = static_cast<size_t>(over);
+    if (i >= inputs.size() || !inputs[i].defined() || sig.inputs[i].dtype != sig.outputs[0].dtype ||
+        sig.inputs[i].shape != sig.outputs[0].shape || sig.inputs[i].channels_last != sig.outputs[0].channels_last)
+      return Internal("in_place_input() names input ", over, ", which is not stored like output 0");
+    if (on_host) {  // never write into the case's own tensor
+      ITKIT_ASSIGN_OR_RETURN(Tensor copy, Tensor::Allocate(inputs[i].dtype(), inputs[i].shape()));
+      std::memcpy(copy.raw(), inputs[i].raw(), inputs[i].bytes());
+      inputs[i] = std::move(copy);
+    }
+    outputs[0] = inputs[i];  // the same memory
+  }
   KernelContext kc;
   DeviceBuffer workspace;
   const size_t ws = kernel->workspace_bytes();

@@ -29,6 +29,10 @@ struct OpCase {
   bool matrix = false;         // runs on matrix units (conv, matmul): looser under TF32 / FP16
   double max_mismatch = 0.0;   // integer outputs: allowed fraction of differing elements
   bool core = true;            // an implementation with require_support must run it
+  // Output 0 written over the input the kernel names (OpKernel::in_place_input), as the
+  // planner places it when that input dies there (FusedConv's Y over Z); kernels
+  // without an in-place input run the case as usual.
+  bool output_over_input = false;
 };
 
 using KernelFactory = std::function<Result<std::unique_ptr<OpKernel>>(const NodeSignature&)>;

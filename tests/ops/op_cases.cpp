@@ -149,6 +149,15 @@ OpCase ConvCase(Maker& m, const ConvSpec& sp) {
   return c;
 }
 
+// The case just added once more with Y written over Z, as the planner places it when Z
+// dies at the convolution (cuDNN then accumulates onto Z: beta = 1).
+void AddOverZ(std::vector<OpCase>& out) {
+  OpCase over = out.back();
+  over.name += " Y-over-Z";
+  over.output_over_input = true;
+  out.push_back(std::move(over));
+}
+
 void AddConvCases(Maker& m, std::vector<OpCase>& out) {
   // nnU-Net's shapes (batch 2, 32 channels; stem with one input channel; k2s2 up).
   auto fixed = [&](bool transpose, int64_t cin, int64_t cout, int64_t edge, int64_t k, int64_t s, int64_t p,
@@ -243,6 +252,7 @@ void AddConvCases(Maker& m, std::vector<OpCase>& out) {
     sp.z = true;
     sp.half = half;
     out.push_back(ConvCase(m, sp));
+    AddOverZ(out);
   }
   for (int i = 0; i < 8; ++i) {
     ConvSpec sp;
@@ -264,6 +274,7 @@ void AddConvCases(Maker& m, std::vector<OpCase>& out) {
     sp.alpha = m.Real(0.01f, 0.3f);
     sp.z = true;
     out.push_back(ConvCase(m, sp));
+    AddOverZ(out);
   }
 }
 
