@@ -458,27 +458,39 @@ int64_t CountLines(const std::string& path) {
   return n;
 }
 
+// X (and Y) channels-last when asked, W a plan-time constant.
 Result<std::unique_ptr<OpKernel>> CreateConvKernelOn(Backend& backend, const Node& node, const Tensor& x,
-                                                     const Tensor& w) {
-  ValueDesc dx{x.dtype(), x.shape(), nullptr}, dw{w.dtype(), w.shape(), &w};
+                                                     const Tensor& w, bool channels_last = false) {
+  ValueDesc dx{x.dtype(), x.shape(), nullptr, channels_last}, dw{w.dtype(), w.shape(), &w};
   ShapeContext sctx(node, {&dx, &dw}, 17);
   ITKIT_RETURN_IF_ERROR(InferNodeShapes(sctx));
   NodeSignature sig;
   sig.node = &node;
   sig.inputs = {dx, dw};
   sig.outputs = sctx.outputs();
+  sig.outputs[0].channels_last = channels_last;
   sig.opset = 17;
   return backend.CreateKernel(sig);
 }
 
-TEST(CudaTuning, AlgorithmCacheIsReusedAfterRestart) {
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / ("itkit_tuning_" + std::to_string(std::random_device{}()))).string();
+// A fresh directory name for an on-disk tuning cache.
+std::string TempCacheDir(const std::string& prefix) {
+  return (std::filesystem::temp_directory_path() / (prefix + std::to_string(std::random_device{}()))).string();
+}
+
+// A convolution node y = op(x, w).
+Node ConvNode(const std::string& op_type) {
   Node node;
-  node.name = "conv";
-  node.op_type = "Conv";
+  node.name = op_type;
+  node.op_type = op_type;
   node.inputs = {"x", "w"};
   node.outputs = {"y"};
+  return node;
+}
+
+TEST(CudaTuning, AlgorithmCacheIsReusedAfterRestart) {
+  const std::string dir = TempCacheDir("itkit_tuning_");
+  Node node = ConvNode("Conv");
   node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
   std::mt19937 rng(5);
   const Tensor x = RandomF32({1, 16, 24, 24, 24}, rng), w = RandomF32({16, 16, 3, 3, 3}, rng, 0.1f);
@@ -509,13 +521,8 @@ TEST(CudaTuning, AlgorithmCacheIsReusedAfterRestart) {
 // cached (a restarted backend does not race again) and must not be "ours disagrees
 // with cuDNN" (verdict 2), which would mean a wrong kernel kept out only by the check.
 TEST(CudaOwnKernels, StridedTransposeRaceAgreesAndIsCached) {
-  const std::string dir =
-      (std::filesystem::temp_directory_path() / ("itkit_race_" + std::to_string(std::random_device{}()))).string();
-  Node node;
-  node.name = "up";
-  node.op_type = "ConvTranspose";
-  node.inputs = {"x", "w"};
-  node.outputs = {"y"};
+  const std::string dir = TempCacheDir("itkit_race_");
+  Node node = ConvNode("ConvTranspose");
   node.attrs.SetInts("kernel_shape", {2, 2, 2});
   node.attrs.SetInts("strides", {2, 2, 2});
   std::mt19937 rng(9);
@@ -531,16 +538,7 @@ TEST(CudaOwnKernels, StridedTransposeRaceAgreesAndIsCached) {
     o.tuning_cache_dir = dir;
     auto backend = CreateCudaBackend(o);
     if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
-    ValueDesc dx{x.dtype(), x.shape(), nullptr, true}, dw{w.dtype(), w.shape(), &w};
-    ShapeContext sctx(node, {&dx, &dw}, 17);
-    ASSERT_TRUE(InferNodeShapes(sctx).ok());
-    NodeSignature sig;
-    sig.node = &node;
-    sig.inputs = {dx, dw};
-    sig.outputs = sctx.outputs();
-    sig.outputs[0].channels_last = true;
-    sig.opset = 17;
-    auto kernel = (*backend)->CreateKernel(sig);
+    auto kernel = CreateConvKernelOn(**backend, node, x, w, /*channels_last=*/true);
     ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
     std::ifstream in(dir + "/cudnn_algos.tsv");
     int verdicts = 0;
