@@ -45,6 +45,14 @@ __global__ void AccumulateKernel(const T* __restrict__ logits, const float* __re
   }
 }
 
+Status CheckLabelType(DType label_dtype, int64_t num_classes) {
+  if (label_dtype != DType::kU8 && label_dtype != DType::kI32 && label_dtype != DType::kI64)
+    return InvalidArgument("accumulator: labels must be u8, i32 or i64");
+  if (label_dtype == DType::kU8 && num_classes > 256)
+    return InvalidArgument("accumulator: ", num_classes, " classes do not fit u8 labels");
+  return Status::Ok();
+}
+
 Status CheckOptions(const AccumulatorOptions& o) {
   if (o.num_classes <= 0) return InvalidArgument("accumulator: num_classes must be positive");
   for (int a = 0; a < 3; ++a) {
@@ -52,12 +60,7 @@ Status CheckOptions(const AccumulatorOptions& o) {
       return InvalidArgument("accumulator: volume extents must be in [1, 2^31)");
     if (o.patch[a] <= 0) return InvalidArgument("accumulator: patch extents must be positive");
   }
-  if (!o.keep_averages) {
-    if (o.label_dtype != DType::kU8 && o.label_dtype != DType::kI32 && o.label_dtype != DType::kI64)
-      return InvalidArgument("accumulator: labels must be u8, i32 or i64");
-    if (o.label_dtype == DType::kU8 && o.num_classes > 256)
-      return InvalidArgument("accumulator: ", o.num_classes, " classes do not fit u8 labels");
-  }
+  if (!o.keep_averages) ITKIT_RETURN_IF_ERROR(CheckLabelType(o.label_dtype, o.num_classes));
   const int64_t P = o.patch[0] * o.patch[1] * o.patch[2];
   if (!o.weights.empty()) {
     if (static_cast<int64_t>(o.weights.size()) != P)
@@ -109,6 +112,18 @@ class Accumulator final : public SlidingWindowAccumulator {
       return InvalidArgument("accumulator: ", origins.size(), " origins for a batch of ", batch);
     if (!IsF32OrF16(logits.dtype())) return InvalidArgument("accumulator: logits must be f32 or f16");
     if (finished_) return InvalidArgument("accumulator: labels-only windows added after ArgMax (Reset first)");
+    // Labels only: per window, the slices below it that are final (labels before the
+    // window is added, their slots then free for it). The whole batch is admitted on a
+    // copy of the ring before anything runs: a batch refused part-way leaves the sums
+    // and the ring as they were.
+    std::vector<std::vector<SliceRun>> final_before(static_cast<size_t>(batch));
+    SliceRing next = ring_;
+    if (!o_.keep_averages) {
+      for (int64_t b = 0; b < batch; ++b) {
+        ITKIT_ASSIGN_OR_RETURN(final_before[static_cast<size_t>(b)],
+                               next.Admit(origins[b][0], origins[b][0] + o_.patch[0]));
+      }
+    }
     const void* src = logits.raw();
     if (logits.device() == DeviceKind::kCpu) {
       if (staging_.bytes < logits.bytes()) {
@@ -118,22 +133,10 @@ class Accumulator final : public SlidingWindowAccumulator {
       ITKIT_RETURN_IF_ERROR(ctx_->Upload(staging_.data, logits.raw(), logits.bytes()));
       src = staging_.data;
     }
-    if (!o_.keep_averages) {
-      // The whole batch is admitted on a copy of the ring first: a batch refused
-      // part-way would otherwise have finalised slices and added its earlier windows.
-      SliceRing probe = ring_;
-      for (int64_t b = 0; b < batch; ++b) {
-        auto admitted = probe.Admit(origins[b][0], origins[b][0] + o_.patch[0]);
-        if (!admitted.ok()) return admitted.status();
-      }
-    }
+    ring_ = next;  // from here on the batch's work is queued
     const size_t elem = DTypeSize(logits.dtype());
     for (int64_t b = 0; b < batch; ++b) {
-      if (!o_.keep_averages) {
-        // Slices below this window are final: labels now, their slots free for the window.
-        ITKIT_ASSIGN_OR_RETURN(std::vector<SliceRun> done, ring_.Admit(origins[b][0], origins[b][0] + o_.patch[0]));
-        ITKIT_RETURN_IF_ERROR(Finalise(done));
-      }
+      ITKIT_RETURN_IF_ERROR(Finalise(final_before[static_cast<size_t>(b)]));
       WindowArgs a{origins[b][0], origins[b][1], origins[b][2], o_.patch[0], o_.patch[1], o_.patch[2],
                    o_.volume[0], o_.volume[1], o_.volume[2], o_.num_classes, ring_.depth()};
       const void* window = static_cast<const uint8_t*>(src) + static_cast<size_t>(b * o_.num_classes * P_) * elem;
@@ -153,10 +156,7 @@ class Accumulator final : public SlidingWindowAccumulator {
     const size_t bytes = static_cast<size_t>(o_.volume[0] * HW_) * DTypeSize(label_dtype);
     if (o_.keep_averages) {
       // Any label type, any number of times: the sums stay.
-      if (label_dtype != DType::kU8 && label_dtype != DType::kI32 && label_dtype != DType::kI64)
-        return InvalidArgument("accumulator: labels must be u8, i32 or i64");
-      if (label_dtype == DType::kU8 && o_.num_classes > 256)
-        return InvalidArgument("accumulator: ", o_.num_classes, " classes do not fit u8 labels");
+      ITKIT_RETURN_IF_ERROR(CheckLabelType(label_dtype, o_.num_classes));
       if (labels_.bytes < bytes) {
         labels_ = DeviceBuffer();
         ITKIT_ASSIGN_OR_RETURN(labels_, ctx_->Allocate(bytes));
