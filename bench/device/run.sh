@@ -101,10 +101,11 @@ if [[ -f /tmp/ref_unet.onnx && ${ITKIT_SPLIT_ABLATION:-1} == 1 ]]; then
     "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 --patch 128 --stride 64 --volume 320,512,512 \
     --tuning-cache /tmp/itkit-tuning --repeat 10
 fi
-# Our strided ConvTranspose kernel (raced against cuDNN per shape in the runs above:
-# the log says which won each) against cuDNN's everywhere, for time.
+# Our kernels (strided ConvTranspose, 3x3x3 32 -> 32 convolution; raced against cuDNN
+# per shape in the runs above: the log says which won each, with both times) against
+# cuDNN's everywhere, for time.
 if [[ -f /tmp/ref_unet.onnx && ${ITKIT_OWN_ABLATION:-1} == 1 ]]; then
-  step "ours: reference U-Net fp16, own kernels off (cuDNN ConvTranspose)" 120 env ITKIT_OWN_KERNELS=library \
+  step "ours: reference U-Net fp16, own kernels off (cuDNN everywhere)" 120 env ITKIT_OWN_KERNELS=library \
     "$bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --fp16 --batch 4 --patch 128 --stride 64 --volume 320,512,512 \
     --tuning-cache /tmp/itkit-tuning --repeat 10
 fi

@@ -19,9 +19,10 @@
 // The algorithm is chosen once per shape (timed with cudnnFind*, or cuDNN's heuristic
 // when autotune is off) and remembered in the tuning cache, on disk when configured.
 //
-// A ConvTranspose whose kernel equals its stride, on f16 channels-last data, may run
-// our own GEMM kernel instead (conv_transpose_strided.cu), when it wins the race
-// against cuDNN at plan time (own_kernels.cuh) or CudaBackendOptions::own_kernels says so.
+// Two shapes on f16 channels-last data may run our own kernels instead, when they win
+// the race against cuDNN at plan time (own_kernels.cuh) or CudaBackendOptions::own_kernels
+// says so: a ConvTranspose whose kernel equals its stride (conv_transpose_strided.cu) and
+// a 3x3x3, stride 1, padding 1 convolution from 32 to 32 channels (conv3_c32.cu).
 #include <algorithm>
 #include <type_traits>
 
@@ -259,6 +260,8 @@ Status LaunchChannelsLastEpilogue(const CudaContext& ctx, const Tin* in, Tout* o
 
 // ---- the kernel -----------------------------------------------------------------------
 
+enum class OwnKind { kNone, kStridedTranspose, kConv3C32 };
+
 class ConvKernel final : public OpKernel {
  public:
   explicit ConvKernel(std::shared_ptr<CudaContext> ctx) : ctx_(std::move(ctx)) {}
@@ -276,7 +279,8 @@ class ConvKernel final : public OpKernel {
       // Channels-last data exists only for the NDHWC half path; if cuDNN has no
       // algorithm for it, the planner offers the row-major form next.
       if (!weights) return Unsupported("channels-last data needs constant weights");
-      if (OwnStridedTransposeApplies() && ctx_->options.own_kernels == CudaBackendOptions::OwnKernels::kOwn) {
+      own_kind_ = ApplicableOwnKernel();
+      if (own_kind_ != OwnKind::kNone && ctx_->options.own_kernels == CudaBackendOptions::OwnKernels::kOwn) {
         half_ = true;  // no cuDNN configuration at all: ours is the only path
         own_ = true;
         return PackHalfWeights(*weights);
@@ -285,7 +289,7 @@ class ConvKernel final : public OpKernel {
       if (s.code() == StatusCode::kOutOfMemory) return s;
       if (!s.ok()) return Unsupported("no fp16 channels-last cuDNN algorithm: ", s.message());
       ITKIT_RETURN_IF_ERROR(PackHalfWeights(*weights));
-      if (OwnStridedTransposeApplies()) ChooseOwnOrCudnn(*sig.node);
+      if (own_kind_ != OwnKind::kNone) ChooseOwnOrCudnn(*sig.node);
       return Status::Ok();
     }
     const bool want_half = ctx_->options.fp16 || dtype_ == DType::kF16;
@@ -339,29 +343,61 @@ class ConvKernel final : public OpKernel {
     return s;
   }
 
+  // 3x3x3, stride 1, padding 1 from 32 to 32 channels between f16 channels-last values.
+  bool OwnConv3Applies() const {
+    if (g_.transpose || g_.group != 1 || dtype_ != DType::kF16 || !in_cl_ || !out_cl_ || g_.nd != 3 ||
+        g_.cin != kConv3Channels || g_.cout != kConv3Channels)
+      return false;
+    for (int i = 0; i < 3; ++i)
+      if (g_.kernel[i] != 3 || g_.strides[i] != 1 || g_.pads[i] != 1 || g_.dilations[i] != 1) return false;
+    return true;
+  }
+
+  OwnKind ApplicableOwnKernel() const {
+    if (OwnStridedTransposeApplies()) return OwnKind::kStridedTranspose;
+    if (!OwnConv3Applies()) return OwnKind::kNone;
+    Status ready = PrepareConv3C32(*ctx_);
+    if (ready.ok()) return OwnKind::kConv3C32;
+    LogInfo("CUDA: cuDNN runs the 3x3x3 convolutions: ", ready.message());
+    return OwnKind::kNone;
+  }
+
+  Conv3Shape Conv3ShapeOf() const { return Conv3Shape{g_.n, g_.in[0], g_.in[1], g_.in[2]}; }
+
+  Status LaunchOwn(const __half* x, const __half* bias, const __half* z, __half* y) const {
+    const auto* w = static_cast<const __half*>(packed_w_.data);
+    if (own_kind_ == OwnKind::kStridedTranspose) return LaunchStridedTranspose(*ctx_, StridedShape(), x, w, bias, y);
+    return LaunchConv3C32(*ctx_, Conv3ShapeOf(), x, w, bias, z, y, act_, alpha_);
+  }
+
   // kAuto with autotune: ours or cuDNN's, raced once per shape and cached. Anything
   // going wrong in the race (e.g. no memory for its buffers) leaves cuDNN's path.
   void ChooseOwnOrCudnn(const Node& node) {
     if (ctx_->options.own_kernels != CudaBackendOptions::OwnKernels::kAuto || !ctx_->options.autotune) return;
     enum : int { kCudnnWins = 0, kOwnWins = 1, kOwnDisagrees = 2 };
-    const std::string key = TuningKey(CUDNN_TENSOR_OP_MATH) + "|own:strided-transpose";
+    const bool strided = own_kind_ == OwnKind::kStridedTranspose;
+    const char* what = strided ? "strided ConvTranspose" : "3x3x3 convolution";
+    // The activation is part of the key: it runs in our kernel's store.
+    const std::string key = TuningKey(CUDNN_TENSOR_OP_MATH) +
+                            (strided ? std::string("|own:strided-transpose")
+                                     : StrCat("|own:conv3-c32|act", static_cast<int>(act_), "|bias", has_bias_ ? 1 : 0));
     if (auto hit = ctx_->tuning->Find(key)) {
       UseOwn(hit->algo == kOwnWins);
       return;
     }
-    auto race = RaceStridedTranspose();
+    auto race = RaceOwnAgainstCudnn();
     if (!race.ok()) {
-      LogWarning("CUDA: ", node.Describe(), ": racing our strided ConvTranspose against cuDNN failed (",
-                 race.status().message(), "); cuDNN runs it");
+      LogWarning("CUDA: ", node.Describe(), ": racing our ", what, " against cuDNN failed (", race.status().message(),
+                 "); cuDNN runs it");
       return;
     }
     int verdict = race->own_wins() ? kOwnWins : kCudnnWins;
     if (!race->agree) {
       verdict = kOwnDisagrees;
-      LogWarning("CUDA: ", node.Describe(), ": our strided ConvTranspose differs from cuDNN's by up to ",
-                 race->max_abs_diff, " (output scale ", race->max_abs_library, "); cuDNN runs it");
+      LogWarning("CUDA: ", node.Describe(), ": our ", what, " differs from cuDNN's by up to ", race->max_abs_diff,
+                 " (output scale ", race->max_abs_library, "); cuDNN runs it");
     } else {
-      LogInfo("CUDA: ", node.Describe(), ": strided ConvTranspose ", race->own_ms, " ms ours vs ", race->library_ms,
+      LogInfo("CUDA: ", node.Describe(), ": ", what, " ", race->own_ms, " ms ours vs ", race->library_ms,
               " ms cuDNN: ", verdict == kOwnWins ? "ours" : "cuDNN", " runs it");
     }
     UseOwn(verdict == kOwnWins);
@@ -374,9 +410,9 @@ class ConvKernel final : public OpKernel {
     if (own) workspace_ = 0;  // f16 channels-last in and out: no conversions, no cuDNN workspace
   }
 
-  // Both paths on random f16 data of the node's shape, with the bias pass cuDNN's path
-  // needs (ours adds the bias in its store) when the node has a bias.
-  Result<KernelRace> RaceStridedTranspose() {
+  // Both paths on random f16 data of the node's shape, with the bias + activation pass
+  // cuDNN's path needs (ours does both in its store). Without Z: both add it alike.
+  Result<KernelRace> RaceOwnAgainstCudnn() {
     const int64_t x_count = g_.n * g_.cin * g_.in_spatial(), y_count = g_.n * g_.cout * g_.out_spatial();
     ITKIT_ASSIGN_OR_RETURN(DeviceBuffer x, ctx_->Allocate(static_cast<size_t>(x_count) * 2));
     ITKIT_ASSIGN_OR_RETURN(DeviceBuffer y_cudnn, ctx_->Allocate(static_cast<size_t>(y_count) * 2));
@@ -393,14 +429,12 @@ class ConvKernel final : public OpKernel {
     ITKIT_RETURN_IF_ERROR(FillPseudoRandom(*ctx_, static_cast<__half*>(bias.data), g_.cout, 2));
     auto* yc = static_cast<__half*>(y_cudnn.data);
     auto* yo = static_cast<__half*>(y_own.data);
-    const auto* wh = static_cast<const __half*>(packed_w_.data);
-    const StridedTransposeShape shape = StridedShape();
     auto cudnn = [&]() -> Status {
-      ITKIT_RETURN_IF_ERROR(Convolve(xh, wh, yc, ws.data));
-      if (!bh) return Status::Ok();
-      return LaunchChannelsLastEpilogue<__half, __half>(*ctx_, yc, yc, y_count, g_.cout, bh, Act::kNone, 0.0f);
+      ITKIT_RETURN_IF_ERROR(Convolve(xh, packed_w_.data, yc, ws.data));
+      if (!bh && act_ == Act::kNone) return Status::Ok();
+      return LaunchChannelsLastEpilogue<__half, __half>(*ctx_, yc, yc, y_count, g_.cout, bh, act_, alpha_);
     };
-    auto own = [&]() { return LaunchStridedTranspose(*ctx_, shape, xh, wh, bh, yo); };
+    auto own = [&]() { return LaunchOwn(xh, bh, nullptr, yo); };
     // f16 outputs of f32 sums: a few f16 steps of the output's scale apart at most.
     return RaceOwnKernel(*ctx_, cudnn, own, yc, yo, y_count, /*tolerance=*/1e-2);
   }
@@ -598,14 +632,13 @@ class ConvKernel final : public OpKernel {
     const T* x = kc.inputs[0]->data<T>();
     const T* bias = has_bias_ && kc.inputs.size() > 2 && kc.inputs[2] ? kc.inputs[2]->data<T>() : nullptr;
     T* y = kc.outputs[0]->data<T>();
-    if constexpr (std::is_same_v<T, __half>) {
-      if (own_) return LaunchStridedTranspose(*ctx_, StridedShape(), x, static_cast<const __half*>(packed_w_.data),
-                                              bias, y);
-    }
     // Z in Y's memory (the session placed Y over it): cuDNN adds onto it; otherwise
     // the epilogue adds Z.
     const T* z = has_z_ && kc.inputs.size() > 3 && kc.inputs[3] ? kc.inputs[3]->data<T>() : nullptr;
     if (has_z_ && !z) return Internal("FusedConv: Z missing");
+    if constexpr (std::is_same_v<T, __half>) {
+      if (own_) return LaunchOwn(x, bias, z, y);
+    }
     const bool z_in_y = z != nullptr && static_cast<const void*>(z) == static_cast<const void*>(y);
     const T* z_epilogue = z_in_y ? nullptr : z;
     auto* ws = static_cast<uint8_t*>(kc.workspace);
@@ -656,7 +689,9 @@ class ConvKernel final : public OpKernel {
   Act act_ = Act::kNone;
   float alpha_ = 0.01f;
   bool has_bias_ = false, has_z_ = false, half_ = false, in_cl_ = false, out_cl_ = false;
-  bool own_ = false;  // our strided ConvTranspose kernel instead of cuDNN
+  // Which of our kernels could run this node, and whether it does instead of cuDNN.
+  OwnKind own_kind_ = OwnKind::kNone;
+  bool own_ = false;
   std::unique_ptr<Descriptors> d_;
   int algo_ = 0;
   cudnnMathType_t math_ = CUDNN_DEFAULT_MATH;

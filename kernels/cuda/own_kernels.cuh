@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "cuda/common.cuh"
+#include "cuda/conv3_tiles.h"
 #include "cuda/strided_transpose.h"
 
 namespace itkit::cuda {
@@ -17,6 +18,15 @@ namespace itkit::cuda {
 // accumulation; `w` packed [Cin][tap][Cout] f16, `bias` [Cout] f16 or null. On ctx.stream.
 Status LaunchStridedTranspose(const CudaContext& ctx, const StridedTransposeShape& shape, const __half* x,
                               const __half* w, const __half* bias, __half* y);
+
+// 3x3x3 convolution, 32 -> 32 channels, stride 1, padding 1 (conv3_tiles.h) on f16
+// NDHWC data with f32 accumulation: y = act(conv + bias + z). `w` packed [Cout][tap][Cin]
+// f16; `bias` [32] and `z` (laid out as y; may be y itself) may be null. X and W must be
+// 16-byte aligned. On ctx.stream. PrepareConv3C32 first (once per device, outside any
+// graph capture): Unsupported where the GPU lacks the kernel's shared memory.
+Status PrepareConv3C32(const CudaContext& ctx);
+Status LaunchConv3C32(const CudaContext& ctx, const Conv3Shape& shape, const __half* x, const __half* w,
+                      const __half* bias, const __half* z, __half* y, Act act, float alpha);
 
 struct KernelRace {
   double library_ms = 0, own_ms = 0;  // per run, the best of a few

@@ -207,6 +207,29 @@ void AddConvCases(Maker& m, std::vector<OpCase>& out) {
   strided_up(1, 3, 5, {3, 3, 3}, {2, 2, 2}, false, false);
   strided_up(2, 8, 6, {5, 7}, {3, 2}, true, false);
   strided_up(1, 16, 70, {9}, {2}, true, false);
+  // 3x3x3, stride 1, padding 1, 32 -> 32: the shapes our tiled kernel takes in FP16
+  // channels-last (conv3_c32.cu): row and column tiles cut short (10 rows of 8, 70
+  // columns of 64), a depth of one (only the centre plane inside), an activation and
+  // Z in its store.
+  auto conv3 = [&](int64_t n, std::vector<int64_t> in, bool bias, std::string act, bool z) {
+    ConvSpec sp;
+    sp.n = n;
+    sp.cin = sp.cout = 32;
+    sp.in = std::move(in);
+    sp.k = {3, 3, 3};
+    sp.s = sp.d = {1, 1, 1};
+    sp.pads = {1, 1, 1, 1, 1, 1};
+    sp.bias = bias;
+    sp.act = std::move(act);
+    sp.alpha = 0.1f;
+    sp.z = z;
+    sp.half = true;
+    out.push_back(ConvCase(m, sp));
+  };
+  conv3(1, {4, 10, 70}, true, "LeakyRelu", true);
+  AddOverZ(out);
+  conv3(2, {3, 17, 9}, true, "Relu", false);
+  conv3(1, {1, 5, 66}, false, "", false);
   for (int i = 0; i < 36; ++i) {
     ConvSpec sp;
     sp.transpose = i % 4 == 3;

@@ -516,22 +516,20 @@ TEST(CudaTuning, AlgorithmCacheIsReusedAfterRestart) {
   std::filesystem::remove_all(dir);
 }
 
-// ConvTranspose with kernel == stride on f16 channels-last data: with autotune and
-// own_kernels kAuto our kernel is raced against cuDNN at plan time. The verdict is
-// cached (a restarted backend does not race again) and must not be "ours disagrees
-// with cuDNN" (verdict 2), which would mean a wrong kernel kept out only by the check.
-TEST(CudaOwnKernels, StridedTransposeRaceAgreesAndIsCached) {
+// Our kernels on f16 channels-last data: with autotune and own_kernels kAuto each is
+// raced against cuDNN at plan time. The verdict is cached (a restarted backend does not
+// race again) and must not be "ours disagrees with cuDNN" (verdict 2), which would mean
+// a wrong kernel kept out only by the check.
+void ExpectRaceAgreesAndIsCached(const Node& node, const Shape& x_shape, const Shape& w_shape,
+                                 const std::string& verdict_tag) {
   const std::string dir = TempCacheDir("itkit_race_");
-  Node node = ConvNode("ConvTranspose");
-  node.attrs.SetInts("kernel_shape", {2, 2, 2});
-  node.attrs.SetInts("strides", {2, 2, 2});
   std::mt19937 rng(9);
   auto half = [](const Tensor& f) {
     Tensor h = Tensor::Allocate(DType::kF16, f.shape()).value();
     for (int64_t i = 0; i < f.size(); ++i) h.data<uint16_t>()[i] = FloatToHalf(f.data<float>()[i]);
     return h;
   };
-  const Tensor x = half(RandomF32({2, 64, 24, 24, 24}, rng)), w = half(RandomF32({64, 32, 2, 2, 2}, rng, 0.1f));
+  const Tensor x = half(RandomF32(x_shape, rng)), w = half(RandomF32(w_shape, rng, 0.1f));
   for (int restart = 0; restart < 2; ++restart) {
     CudaBackendOptions o;
     o.fp16 = true;
@@ -544,14 +542,29 @@ TEST(CudaOwnKernels, StridedTransposeRaceAgreesAndIsCached) {
     int verdicts = 0;
     for (std::string line; std::getline(in, line);) {
       auto entry = cuda::TuningCache::ParseLine(line);
-      if (!entry || entry->first.find("|own:strided-transpose") == std::string::npos) continue;
+      if (!entry || entry->first.find(verdict_tag) == std::string::npos) continue;
       ++verdicts;
       EXPECT_TRUE(entry->second.algo == 0 || entry->second.algo == 1)
-          << "our strided ConvTranspose disagreed with cuDNN (verdict " << entry->second.algo << ")";
+          << "our kernel disagreed with cuDNN (verdict " << entry->second.algo << ")";
     }
     EXPECT_EQ(verdicts, 1) << (restart ? "a restarted backend raced the same shape again" : "no race was recorded");
   }
   std::filesystem::remove_all(dir);
+}
+
+TEST(CudaOwnKernels, StridedTransposeRaceAgreesAndIsCached) {
+  Node node = ConvNode("ConvTranspose");
+  node.attrs.SetInts("kernel_shape", {2, 2, 2});
+  node.attrs.SetInts("strides", {2, 2, 2});
+  ExpectRaceAgreesAndIsCached(node, {2, 64, 24, 24, 24}, {64, 32, 2, 2, 2}, "|own:strided-transpose");
+}
+
+// 3x3x3, 32 -> 32 at a size where the tiles are cut short (40 rows, 100 columns).
+TEST(CudaOwnKernels, Conv3RaceAgreesAndIsCached) {
+  Node node = ConvNode("Conv");
+  node.attrs.SetInts("kernel_shape", {3, 3, 3});
+  node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
+  ExpectRaceAgreesAndIsCached(node, {2, 32, 24, 40, 100}, {32, 32, 3, 3, 3}, "|own:conv3-c32");
 }
 #endif  // ITKIT_HAVE_CUDA
 

@@ -1,0 +1,250 @@
+// Our 3x3x3 convolution kernel (kernels/cuda/conv3_c32.cu) emulated on the host with
+// its own index math (conv3_tiles.h): the blocks' depth chunks, the ring of halo planes
+// in shared memory, the weights' shared layout, every ldmatrix lane address and the
+// mma.m16n8k16 fragments, each as PTX defines them (ldmatrix: thread t receives row
+// t/4, elements 2(t%4) and 2(t%4)+1 of each 8x8 matrix; mma: A, B and C fragments by
+// groupID = lane/4 and threadID_in_group = lane%4). The result is compared with the
+// convolution computed by its definition, so a wrong address, fragment or ring slot in
+// the code the GPU runs fails here, on a machine without a GPU.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "cuda/conv3_tiles.h"
+
+namespace itkit::test::ops {
+namespace {
+
+using cuda::Conv3Shape;
+constexpr int C = cuda::kConv3Channels;
+
+// x, z and y NDHWC; w ONNX [Cout][Cin][3][3][3]. y = leaky_relu(conv + b + z, 0.1).
+std::vector<float> Conv3ByDefinition(const Conv3Shape& s, const std::vector<float>& x, const std::vector<float>& w,
+                                     const std::vector<float>& b, const std::vector<float>& z) {
+  std::vector<float> y(x.size());
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t d = 0; d < s.d; ++d)
+      for (int64_t h = 0; h < s.h; ++h)
+        for (int64_t wv = 0; wv < s.w; ++wv)
+          for (int co = 0; co < C; ++co) {
+            const int64_t out = (((n * s.d + d) * s.h + h) * s.w + wv) * C + co;
+            double acc = b[static_cast<size_t>(co)] + z[static_cast<size_t>(out)];
+            for (int kd = 0; kd < 3; ++kd)
+              for (int kh = 0; kh < 3; ++kh)
+                for (int kw = 0; kw < 3; ++kw) {
+                  const int64_t id = d + kd - 1, ih = h + kh - 1, iw = wv + kw - 1;
+                  if (id < 0 || id >= s.d || ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+                  for (int ci = 0; ci < C; ++ci)
+                    acc += static_cast<double>(x[static_cast<size_t>((((n * s.d + id) * s.h + ih) * s.w + iw) * C + ci)]) *
+                           w[static_cast<size_t>((((co * C + ci) * 3 + kd) * 3 + kh) * 3 + kw)];
+                }
+            const float v = static_cast<float>(acc);
+            y[static_cast<size_t>(out)] = v >= 0.0f ? v : 0.1f * v;
+          }
+  return y;
+}
+
+// Shared memory as f16 slots (held as floats), NaN until written: a read of anything
+// never loaded shows in the result.
+struct SharedMemory {
+  std::vector<float> halves = std::vector<float>(cuda::kConv3SmemBytes / 2, std::nanf(""));
+  int64_t misaligned = 0, bank_conflicts = 0;
+
+  void Copy16(uint32_t dst, const float* src) {  // cp.async of 16 bytes (src null: zero fill)
+    if (dst % 16) ++misaligned;
+    for (int i = 0; i < 8; ++i) halves.at(dst / 2 + i) = src ? src[i] : 0.0f;
+  }
+  // ldmatrix.x4: lane l addresses row l%8 of matrix l/8; thread t receives, for each
+  // matrix j, register j = elements 2(t%4), 2(t%4)+1 of row t/4.
+  void LoadMatrixX4(const std::array<uint32_t, 32>& lane_address, float (&regs)[32][4][2]) {
+    for (int j = 0; j < 4; ++j) {
+      std::set<uint32_t> bank_groups;  // one phase: 8 rows of 16 bytes
+      for (int r = 0; r < 8; ++r) {
+        const uint32_t a = lane_address[static_cast<size_t>(j * 8 + r)];
+        if (a % 16) ++misaligned;
+        bank_groups.insert((a / 16) % 8);
+      }
+      bank_conflicts += 8 - static_cast<int64_t>(bank_groups.size());
+      for (int t = 0; t < 32; ++t)
+        for (int e = 0; e < 2; ++e)
+          regs[t][j][e] = halves.at(lane_address[static_cast<size_t>(j * 8 + t / 4)] / 2 + (t % 4) * 2 + e);
+    }
+  }
+};
+
+// mma.m16n8k16 (row.col): A regs a0..a3 = A[g][2q..], A[g+8][2q..], A[g][2q+8..],
+// A[g+8][2q+8..]; B regs b0, b1 = B[2q..][g], B[2q+8..][g]; C c0..c3 = C[g][2q..],
+// C[g+8][2q..]; g = lane/4, q = lane%4.
+void EmulateMma(const float (&a)[32][4][2], const float (&b)[32][4][2], int b_reg0, float (&c)[32][4]) {
+  float A[16][16], B[16][8];
+  for (int t = 0; t < 32; ++t) {
+    const int g = t / 4, q = t % 4;
+    for (int e = 0; e < 2; ++e) {
+      A[g][2 * q + e] = a[t][0][e];
+      A[g + 8][2 * q + e] = a[t][1][e];
+      A[g][2 * q + 8 + e] = a[t][2][e];
+      A[g + 8][2 * q + 8 + e] = a[t][3][e];
+      B[2 * q + e][g] = b[t][b_reg0][e];
+      B[2 * q + 8 + e][g] = b[t][b_reg0 + 1][e];
+    }
+  }
+  for (int t = 0; t < 32; ++t) {
+    const int g = t / 4, q = t % 4;
+    for (int i = 0; i < 4; ++i) {
+      const int row = g + (i >= 2 ? 8 : 0), col = 2 * q + (i & 1);
+      for (int k = 0; k < 16; ++k) c[t][i] += A[row][k] * B[k][col];
+    }
+  }
+}
+
+struct Emulation {
+  std::vector<float> y;
+  int64_t writes = 0, misaligned = 0, bank_conflicts = 0;
+};
+
+// The kernel's walk, block by block, warp by warp, lane by lane.
+Emulation EmulateConv3Kernel(const Conv3Shape& s, int num_sms, const std::vector<float>& x,
+                             const std::vector<float>& w_packed, const std::vector<float>& b,
+                             const std::vector<float>& z) {
+  Emulation out;
+  out.y.assign(x.size(), std::nanf(""));
+  const cuda::Conv3Grid grid = cuda::Conv3MakeGrid(s, num_sms);
+  for (int64_t block = 0; block < grid.blocks(); ++block) {
+    SharedMemory sm;
+    const cuda::Conv3Block blk = cuda::Conv3BlockOf(s, grid, block);
+    if (blk.d_begin >= blk.d_end) continue;
+    const uint32_t planes_base = cuda::kConv3WeightBytes;
+    for (int e = 0; e < cuda::kConv3Taps * C * cuda::kConv3ChunksPerRow; ++e) {
+      uint32_t offset = 0;
+      const int64_t src = cuda::Conv3WeightSource(e, &offset);
+      sm.Copy16(offset, &w_packed[static_cast<size_t>(src)]);
+    }
+    auto load_plane = [&](int64_t plane) {
+      const uint32_t slot = planes_base + cuda::Conv3SlotOf(plane, blk.d_begin) * cuda::kConv3PlaneBytes;
+      for (int e = 0; e < cuda::kConv3PlaneVoxels * cuda::kConv3ChunksPerRow; ++e) {
+        uint32_t offset = 0;
+        const int64_t src = cuda::Conv3HaloSource(s, blk, plane, e, &offset);
+        sm.Copy16(slot + offset, src >= 0 ? &x[static_cast<size_t>(src)] : nullptr);
+      }
+    };
+    for (int64_t p = blk.d_begin - 1; p <= blk.d_begin + 1; ++p) load_plane(p);
+    for (int64_t d = blk.d_begin; d < blk.d_end; ++d) {
+      if (d + 1 < blk.d_end) load_plane(d + 2);  // must not overwrite planes d-1 .. d+1
+      for (int warp = 0; warp < cuda::kConv3Warps; ++warp) {
+        static float acc[4][4][32][4];
+        for (auto& m : acc)
+          for (auto& n : m)
+            for (auto& l : n)
+              for (float& v : l) v = 0.0f;
+        for (int kd = 0; kd < 3; ++kd) {
+          const uint32_t slot = planes_base + cuda::Conv3SlotOf(d - 1 + kd, blk.d_begin) * cuda::kConv3PlaneBytes;
+          for (int kh = 0; kh < 3; ++kh)
+            for (int kw = 0; kw < 3; ++kw)
+              for (int kk = 0; kk < 2; ++kk) {
+                const int tap = (kd * 3 + kh) * 3 + kw;
+                static float bf[2][32][4][2], af[32][4][2];
+                for (int np = 0; np < 2; ++np) {
+                  std::array<uint32_t, 32> addr{};
+                  for (int l = 0; l < 32; ++l) addr[static_cast<size_t>(l)] = cuda::Conv3BLaneOffset(tap, np, kk, l);
+                  sm.LoadMatrixX4(addr, bf[np]);
+                }
+                for (int mt = 0; mt < 4; ++mt) {
+                  std::array<uint32_t, 32> addr{};
+                  for (int l = 0; l < 32; ++l)
+                    addr[static_cast<size_t>(l)] = slot + cuda::Conv3ALaneOffset(warp, mt, kh, kw, kk, l);
+                  sm.LoadMatrixX4(addr, af);
+                  for (int nt = 0; nt < 4; ++nt) EmulateMma(af, bf[nt >> 1], (nt & 1) * 2, acc[mt][nt]);
+                }
+              }
+        }
+        const int64_t h = blk.h0 + warp;
+        if (h >= s.h) continue;
+        for (int lane = 0; lane < 32; ++lane)
+          for (int mt = 0; mt < 4; ++mt)
+            for (int nt = 0; nt < 4; ++nt)
+              for (int i = 0; i < 4; ++i) {
+                int voxel = 0, cout = 0;
+                cuda::Conv3AccPosition(mt, nt, i, lane, &voxel, &cout);
+                const int64_t wv = blk.w0 + voxel;
+                if (wv >= s.w) continue;
+                const size_t idx = static_cast<size_t>((((blk.n * s.d + d) * s.h + h) * s.w + wv) * C + cout);
+                const float v = acc[mt][nt][lane][i] + b[static_cast<size_t>(cout)] + z[idx];
+                out.y[idx] = std::isnan(out.y[idx]) ? (v >= 0.0f ? v : 0.1f * v) : std::nanf("");  // twice: NaN
+                ++out.writes;
+              }
+      }
+    }
+    out.misaligned += sm.misaligned;
+    out.bank_conflicts += sm.bank_conflicts;
+  }
+  return out;
+}
+
+TEST(CudaConv3, GridCoversTheDepthAndFillsTheGpu) {
+  // The U-Net's 128^3 level at batch 4 on an H100: 4 x 16 x 2 columns, one block per SM.
+  const cuda::Conv3Grid unet = cuda::Conv3MakeGrid({4, 128, 128, 128}, 132);
+  EXPECT_EQ(unet.columns, 128);
+  EXPECT_EQ(unet.chunks, 1);
+  // Batch 1: 32 columns, so the depth is split to fill the SMs.
+  const cuda::Conv3Grid single = cuda::Conv3MakeGrid({1, 128, 128, 128}, 132);
+  EXPECT_EQ(single.chunks, 4);
+  EXPECT_EQ(single.planes_per_chunk, 32);
+  for (const Conv3Shape& s : {Conv3Shape{1, 7, 9, 65}, Conv3Shape{3, 128, 40, 200}, Conv3Shape{1, 1, 1, 1}})
+    for (int sms : {1, 7, 132}) {
+      const cuda::Conv3Grid g = cuda::Conv3MakeGrid(s, sms);
+      std::vector<int> covered(static_cast<size_t>(s.d), 0);
+      for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
+        const cuda::Conv3Block blk = cuda::Conv3BlockOf(s, g, chunk);  // column 0's chunks
+        EXPECT_LT(blk.d_begin, blk.d_end) << "an empty chunk";
+        for (int64_t d = blk.d_begin; d < blk.d_end; ++d) ++covered[static_cast<size_t>(d)];
+      }
+      for (int c : covered) EXPECT_EQ(c, 1);
+    }
+}
+
+TEST(CudaConv3, KernelEmulationMatchesTheDefinition) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  struct Case {
+    Conv3Shape s;
+    int num_sms;
+  };
+  const Case cases[] = {
+      {{1, 3, 10, 70}, 2},  // partial row and column tiles; 4 columns on 2 SMs
+      {{2, 5, 8, 64}, 8},   // exact tiles; depth split in chunks of 2, 2 and 1
+      {{1, 2, 3, 5}, 1},    // smaller than a tile in every direction
+  };
+  for (const Case& c : cases) {
+    const Conv3Shape& s = c.s;
+    SCOPED_TRACE(::testing::Message() << "shape " << s.n << "x" << s.d << "x" << s.h << "x" << s.w << " on "
+                                      << c.num_sms << " SMs");
+    const size_t count = static_cast<size_t>(s.n * s.d * s.h * s.w * C);
+    std::vector<float> x(count), z(count), w(static_cast<size_t>(C * C * 27)), b(C);
+    for (float& v : x) v = u(rng);
+    for (float& v : z) v = u(rng);
+    for (float& v : w) v = u(rng) * 0.1f;
+    for (float& v : b) v = u(rng);
+    // ONNX [Cout][Cin][kd][kh][kw] -> [Cout][tap][Cin], the cuDNN path's packing.
+    std::vector<float> w_packed(w.size());
+    for (int co = 0; co < C; ++co)
+      for (int ci = 0; ci < C; ++ci)
+        for (int t = 0; t < 27; ++t)
+          w_packed[static_cast<size_t>((co * 27 + t) * C + ci)] = w[static_cast<size_t>((co * C + ci) * 27 + t)];
+    const Emulation got = EmulateConv3Kernel(s, c.num_sms, x, w_packed, b, z);
+    const std::vector<float> want = Conv3ByDefinition(s, x, w, b, z);
+    EXPECT_EQ(got.writes, static_cast<int64_t>(count)) << "every output written exactly once";
+    EXPECT_EQ(got.misaligned, 0) << "cp.async and ldmatrix need 16-byte aligned shared addresses";
+    EXPECT_EQ(got.bank_conflicts, 0) << "the swizzle should keep each ldmatrix phase in 8 bank groups";
+    double worst = 0;
+    for (size_t i = 0; i < count; ++i)
+      worst = std::isnan(got.y[i]) ? INFINITY : std::max(worst, static_cast<double>(std::fabs(got.y[i] - want[i])));
+    EXPECT_LE(worst, 1e-4);
+  }
+}
+
+}  // namespace
+}  // namespace itkit::test::ops
