@@ -154,7 +154,8 @@ bool ParamsOk(const NodeSignature& sig, size_t first, size_t last, std::string* 
 // ---- channels-last (physical [N][S][C], channel fastest) ------------------------------
 // Stats: block (part, channel tile, n) covers rows [part's range) of a tile of W packs
 // of P adjacent channels (W = min(C / P, 32)); its 256 threads are W lanes (coalesced
-// along C) x R = 256 / W rows. P = 2 (half2 / float2 loads) when C is even.
+// along C) x R = 256 / W rows. P = 16 bytes' worth (8 f16 / 4 f32) when C is a multiple
+// of it, else 2 (half2 / float2) when C is even.
 
 constexpr int kClThreads = 256;
 constexpr int kClRowsPerBlock = 256;  // at least this many rows per partial block
@@ -234,17 +235,25 @@ __global__ void ChannelsLastPartialStatsKernel(const T* __restrict__ x, int64_t 
 
 bool AlignedTo(const void* p, size_t bytes) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-// Channels per thread of the partial pass.
-int StatsPack(int64_t C) { return C % 2 == 0 ? 2 : 1; }
+// Channels per thread of the partial pass: 16 bytes where C allows (the pass is bound by
+// reading x once; 4-byte loads left it short of the memory's bandwidth), else 2 or 1.
+int StatsPack(int64_t C, size_t elem_bytes) {
+  const int64_t wide = static_cast<int64_t>(16 / elem_bytes);
+  return C % wide == 0 ? static_cast<int>(wide) : (C % 2 == 0 ? 2 : 1);
+}
 
 template <typename T>
 Status LaunchChannelsLastStats(const CudaContext& ctx, const T* x, int64_t N, int64_t S, int64_t C, int parts,
                                Welford* partials) {
-  const int pack = AlignedTo(x, 2 * sizeof(T)) ? StatsPack(C) : 1;
+  int pack = StatsPack(C, sizeof(T));
+  if (!AlignedTo(x, static_cast<size_t>(pack) * sizeof(T))) pack = AlignedTo(x, 2 * sizeof(T)) && C % 2 == 0 ? 2 : 1;
   const int64_t row_packs = C / pack, width = std::min<int64_t>(row_packs, 32);
   const dim3 grid(parts, static_cast<unsigned>(std::min<int64_t>((row_packs + width - 1) / width, 65535)),
                   static_cast<unsigned>(std::min<int64_t>(N, 65535)));
-  if (pack == 2)
+  constexpr int kWide = 16 / sizeof(T);
+  if (pack == kWide)
+    ChannelsLastPartialStatsKernel<T, kWide><<<grid, kClThreads, 0, ctx.stream>>>(x, N, S, C, parts, partials);
+  else if (pack == 2)
     ChannelsLastPartialStatsKernel<T, 2><<<grid, kClThreads, 0, ctx.stream>>>(x, N, S, C, parts, partials);
   else
     ChannelsLastPartialStatsKernel<T, 1><<<grid, kClThreads, 0, ctx.stream>>>(x, N, S, C, parts, partials);
@@ -347,7 +356,7 @@ Status LaunchChannelsLastApply(const CudaContext& ctx, const T* x, const T* resi
 
 // Partial blocks along S: a few waves' worth over the whole grid, >= kClRowsPerBlock rows each.
 int ChannelsLastParts(const CudaContext& ctx, int64_t N, int64_t S, int64_t C) {
-  const int64_t tiles = (C / StatsPack(C) + 31) / 32;
+  const int64_t tiles = (C / StatsPack(C, 2) + 31) / 32;  // the f16 pack: f32 runs as many parts or fewer
   const int64_t blocks_per_part = std::max<int64_t>(1, std::min<int64_t>(tiles, 65535) * std::min<int64_t>(N, 65535));
   const int64_t want = (int64_t{ctx.num_sms} * 8 + blocks_per_part - 1) / blocks_per_part;
   return static_cast<int>(std::clamp<int64_t>(std::min(want, S / kClRowsPerBlock), 1, 4096));
