@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ablation of the FP16 path on the GPU machine (after pack.sh, like run.sh): the
 # reference U-Net's window time and sliding-window pass with the split of the decoder
-# convolutions over their Concat, our own kernels (cuDNN instead) and channels-last
+# convolutions over their Concat, our own kernels (cuDNN instead), cuDNN's graph-API engines and channels-last
 # storage (and, with ITKIT_ABLATION_ALL=1, f16 storage and CUDA graphs) switched off one
 # at a time, plus TF32; ~2 minutes.
 #   run(command="bench/device/ablation.sh", carry=["build-device"], timeout_s=300)
@@ -16,7 +16,8 @@ unet=("$dest/bin/itkit_cuda_bench" unet /tmp/ref_unet.onnx --batch 4 --patch 128
       --tuning-cache /tmp/itkit-tuning)
 # Session 3 measured f16 storage (-6 %) and CUDA graphs (~0 %); ITKIT_ABLATION_ALL=1
 # repeats those.
-variants=("fp16" "fp16 ITKIT_DISABLE_PASSES=split_conv_over_concat" "fp16 ITKIT_OWN_KERNELS=library" "fp16 ITKIT_CHANNELS_LAST=0"
+variants=("fp16" "fp16 ITKIT_DISABLE_PASSES=split_conv_over_concat" "fp16 ITKIT_OWN_KERNELS=library" "fp16 ITKIT_CUDNN_GRAPH=0"
+  "fp16 ITKIT_CHANNELS_LAST=0"
   "fp32 tf32")
 [[ ${ITKIT_ABLATION_ALL:-0} == 1 ]] && variants+=("fp16 ITKIT_HALF_STORAGE=0" "fp16 ITKIT_CUDA_GRAPHS=0" "fp32")
 for variant in "${variants[@]}"; do

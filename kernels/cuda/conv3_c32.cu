@@ -8,9 +8,10 @@
 // the GEMM is narrow: what limits it is feeding the tensor cores the input, which
 // cuDNN's implicit GEMM re-reads once per tap. This kernel reads each input plane
 // from global memory once per block (a ring of halo planes in shared memory), keeps the
-// whole filter in shared memory, and spends its shared-memory bandwidth at ~75 % of
-// the mma rate (6 ldmatrix.x4 per 16 mma.m16n8k16). Whether it wins is measured per
-// shape at plan time against cuDNN (own_kernels.cuh), never assumed.
+// whole filter in shared memory, and feeds each 16 mma.m16n8k16 with 6 ldmatrix.x4
+// (3 KB): ~75 % of shared-memory bandwidth if mma.sync runs at half of Hopper's dense
+// FP16 peak, the bound (~2/3 of that peak) if it ran at the full peak. Whether it wins
+// is measured per shape at plan time against cuDNN (own_kernels.cuh), never assumed.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -52,16 +53,21 @@ __device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], 
 // The whole halo of input plane `plane` into its ring slot (zeros outside the volume).
 __device__ __forceinline__ void LoadPlane(const Conv3Shape& s, const Conv3Block& b, int64_t plane,
                                           const __half* __restrict__ x, uint32_t slot_base) {
-  for (int e = threadIdx.x; e < kConv3PlaneVoxels * kConv3ChunksPerRow; e += kConv3Threads) {
+  const int64_t base = Conv3PlaneBase(s, b, plane);
+  const bool inside = plane >= 0 && plane < s.d;
+  for (Conv3HaloWalker walk(static_cast<int>(threadIdx.x)); !walk.done(); walk.Next()) {
     uint32_t offset = 0;
-    const int64_t src = Conv3HaloSource(s, b, plane, e, &offset);
+    const int64_t src = walk.Source(s, b, base, inside, &offset);
     CopyAsync16(slot_base + offset, src >= 0 ? x + src : x, src >= 0);
   }
 }
 
+// The activation is a template parameter: one switch per launch, not one per value.
+template <Act kAct>
 __global__ void __launch_bounds__(kConv3Threads, 1)
     Conv3C32Kernel(Conv3Shape s, Conv3Grid grid, const __half* __restrict__ x, const __half* __restrict__ w,
-                   const __half* __restrict__ bias, const __half* z, __half* y, Act act, float alpha) {
+                   const __half* __restrict__ bias, const __half* z, __half* y, float alpha) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800  // cp.async, ldmatrix and mma.m16n8k16
   extern __shared__ __align__(128) uint8_t smem[];
   const Conv3Block b = Conv3BlockOf(s, grid, blockIdx.x);
   if (b.d_begin >= b.d_end) return;  // the whole block alike
@@ -96,6 +102,13 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
     if (d + 1 < b.d_end)
       LoadPlane(s, b, d + 2, x, planes_base + Conv3SlotOf(d + 2, b.d_begin) * kConv3PlaneBytes);
     CopyAsyncCommit();
+    // Z's row for this plane towards L2 while the tensor cores work: its reads in the
+    // store below then wait on L2, not on DRAM (4 KB per warp: one 128-byte line per lane).
+    if (z && h < s.h) {
+      const int64_t row = ((b.n * s.d + d) * s.h + h) * s.w + b.w0;
+      const int64_t voxels = s.w - b.w0 < kConv3TileW ? s.w - b.w0 : kConv3TileW;
+      if (lane * 2 < voxels) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(z + (row + lane * 2) * kConv3Channels));
+    }
 
     float acc[4][4][4];
 #pragma unroll
@@ -130,29 +143,57 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
     }
 
     if (h >= s.h) continue;
-    const int64_t row_base = ((b.n * s.d + d) * s.h + h) * s.w;
 #pragma unroll
-    for (int mt = 0; mt < 4; ++mt)
+    for (int mt = 0; mt < 4; ++mt) {
+      // All 8 of the row tile's Z pairs are read before any of its Y pairs is written
+      // (Z may be Y: each element is read, then written, by this thread alone), so the
+      // reads overlap instead of each waiting behind the previous store.
+      int64_t idx[2][4];
+      float2 zv[2][4];
 #pragma unroll
       for (int half_row = 0; half_row < 2; ++half_row)
 #pragma unroll
         for (int nt = 0; nt < 4; ++nt) {
-          int voxel = 0, cout = 0;
-          Conv3AccPosition(mt, nt, half_row * 2, lane, &voxel, &cout);
-          const int64_t wv = b.w0 + voxel;
-          if (wv >= s.w) continue;
-          const int64_t idx = (row_base + wv) * kConv3Channels + cout;  // even: 4-byte aligned pairs
-          float v0 = acc[mt][nt][half_row * 2] + bias_pair[nt][0];
-          float v1 = acc[mt][nt][half_row * 2 + 1] + bias_pair[nt][1];
-          if (z) {  // may be Y itself: read before written, by this thread only
-            const float2 zv = __half22float2(*reinterpret_cast<const __half2*>(z + idx));
-            v0 += zv.x;
-            v1 += zv.y;
-          }
-          *reinterpret_cast<__half2*>(y + idx) = __floats2half2_rn(ApplyAct(v0, act, alpha), ApplyAct(v1, act, alpha));
+          idx[half_row][nt] = Conv3OutputPair(s, b, d, warp, mt, nt, half_row, lane);
+          zv[half_row][nt] = z && idx[half_row][nt] >= 0
+                                 ? __half22float2(*reinterpret_cast<const __half2*>(z + idx[half_row][nt]))
+                                 : make_float2(0.0f, 0.0f);
         }
+#pragma unroll
+      for (int half_row = 0; half_row < 2; ++half_row)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          if (idx[half_row][nt] < 0) continue;
+          const float v0 = acc[mt][nt][half_row * 2] + bias_pair[nt][0] + zv[half_row][nt].x;
+          const float v1 = acc[mt][nt][half_row * 2 + 1] + bias_pair[nt][1] + zv[half_row][nt].y;
+          *reinterpret_cast<__half2*>(y + idx[half_row][nt]) =
+              __floats2half2_rn(ApplyAct(v0, kAct, alpha), ApplyAct(v1, kAct, alpha));
+        }
+    }
   }
   CopyAsyncWaitAll();  // no copy may outlive the block
+#endif
+}
+
+template <Act kAct>
+Status SetSharedMemory() {
+  ITKIT_CUDA_CHECK(
+      cudaFuncSetAttribute(Conv3C32Kernel<kAct>, cudaFuncAttributeMaxDynamicSharedMemorySize, kConv3SmemBytes));
+  return Status::Ok();
+}
+
+// Calls fn.template operator()<kAct>() for the runtime `act`.
+template <typename Fn>
+Status DispatchAct(Act act, Fn&& fn) {
+  switch (act) {
+    case Act::kNone: return fn.template operator()<Act::kNone>();
+    case Act::kRelu: return fn.template operator()<Act::kRelu>();
+    case Act::kLeakyRelu: return fn.template operator()<Act::kLeakyRelu>();
+    case Act::kSigmoid: return fn.template operator()<Act::kSigmoid>();
+    case Act::kTanh: return fn.template operator()<Act::kTanh>();
+    case Act::kGelu: return fn.template operator()<Act::kGelu>();
+  }
+  return InvalidArgument("3x3x3 convolution: unknown activation ", static_cast<int>(act));
 }
 
 }  // namespace
@@ -164,8 +205,8 @@ Status PrepareConv3C32(const CudaContext& ctx) {
   if (optin < kConv3SmemBytes)
     return Unsupported("our 3x3x3 convolution needs ", kConv3SmemBytes, " bytes of shared memory per block, the GPU has ",
                        optin);
-  ITKIT_CUDA_CHECK(
-      cudaFuncSetAttribute(Conv3C32Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kConv3SmemBytes));
+  for (Act act : {Act::kNone, Act::kRelu, Act::kLeakyRelu, Act::kSigmoid, Act::kTanh, Act::kGelu})
+    ITKIT_RETURN_IF_ERROR(DispatchAct(act, [&]<Act kAct>() -> Status { return SetSharedMemory<kAct>(); }));
   return Status::Ok();
 }
 
@@ -179,10 +220,12 @@ Status LaunchConv3C32(const CudaContext& ctx, const Conv3Shape& shape, const __h
     return Internal("3x3x3 convolution: X or W not 16-byte aligned, or Y or Z not 4-byte aligned");
   const Conv3Grid grid = Conv3MakeGrid(shape, ctx.num_sms);
   if (grid.blocks() > 0x7fffffff) return Unsupported("3x3x3 convolution: too many blocks");
-  Conv3C32Kernel<<<static_cast<unsigned>(grid.blocks()), kConv3Threads, kConv3SmemBytes, ctx.stream>>>(
-      shape, grid, x, w, bias, z, y, act, alpha);
-  ITKIT_CUDA_CHECK_LAUNCH("Conv3C32Kernel");
-  return Status::Ok();
+  return DispatchAct(act, [&]<Act kAct>() -> Status {
+    Conv3C32Kernel<kAct><<<static_cast<unsigned>(grid.blocks()), kConv3Threads, kConv3SmemBytes, ctx.stream>>>(
+        shape, grid, x, w, bias, z, y, alpha);
+    ITKIT_CUDA_CHECK_LAUNCH("Conv3C32Kernel");
+    return Status::Ok();
+  });
 }
 
 }  // namespace itkit::cuda

@@ -112,6 +112,64 @@ ITKIT_HD int64_t Conv3HaloSource(const Conv3Shape& s, const Conv3Block& b, int64
   return (((b.n * s.d + plane) * s.h + h) * s.w + w) * kConv3Channels + chunk * 8;
 }
 
+// Accumulator register `i` (0-3) of column tile `nt`, row tile `mt` in lane `lane`:
+// the voxel along the warp's row and the output channel it holds (mma's C layout).
+ITKIT_HD void Conv3AccPosition(int mt, int nt, int i, int lane, int* voxel, int* cout) {
+  *voxel = mt * 16 + (lane >> 2) + (i >= 2 ? 8 : 0);
+  *cout = nt * 8 + (lane & 3) * 2 + (i & 1);
+}
+
+// The kernel's walk over one halo plane: thread `t` copies chunks t, t + 256, t + 512,
+// ... (Conv3HaloSource's numbering), stepping its voxel by 64 (= 256 chunks / 4) with
+// one wrap into the next halo row at most, so that no chunk pays for two divisions.
+struct Conv3HaloWalker {
+  int hh = 0, ww = 0, chunk = 0;  // the current chunk's halo row, halo column and 16-byte part
+  int e = 0;                      // its number
+
+  ITKIT_HD explicit Conv3HaloWalker(int thread) : e(thread) {
+    const int voxel = thread / kConv3ChunksPerRow;
+    hh = voxel / kConv3HaloW;
+    ww = voxel % kConv3HaloW;
+    chunk = thread % kConv3ChunksPerRow;
+  }
+  ITKIT_HD bool done() const { return e >= kConv3PlaneVoxels * kConv3ChunksPerRow; }
+  ITKIT_HD void Next() {
+    static_assert(kConv3Threads % kConv3ChunksPerRow == 0 && kConv3Threads / kConv3ChunksPerRow < kConv3HaloW,
+                  "a step moves the voxel by less than a halo row");
+    e += kConv3Threads;
+    ww += kConv3Threads / kConv3ChunksPerRow;
+    if (ww >= kConv3HaloW) {
+      ww -= kConv3HaloW;
+      ++hh;
+    }
+  }
+  // As Conv3HaloSource(s, b, plane, e, smem_offset), with the plane's base offset in X
+  // (((n * D + plane) * H) * W * 32) and whether the plane is inside the volume given.
+  ITKIT_HD int64_t Source(const Conv3Shape& s, const Conv3Block& b, int64_t plane_base, bool plane_inside,
+                          uint32_t* smem_offset) const {
+    *smem_offset = Conv3RowChunkOffset(static_cast<uint32_t>(hh * kConv3HaloW + ww), static_cast<uint32_t>(chunk));
+    const int64_t h = b.h0 - 1 + hh, w = b.w0 - 1 + ww;
+    if (!plane_inside || h < 0 || h >= s.h || w < 0 || w >= s.w) return -1;
+    return plane_base + (h * s.w + w) * kConv3Channels + chunk * 8;
+  }
+};
+
+ITKIT_HD int64_t Conv3PlaneBase(const Conv3Shape& s, const Conv3Block& b, int64_t plane) {
+  return (b.n * s.d + plane) * s.h * s.w * kConv3Channels;
+}
+
+// Output pair `half_row` (0: rows g, 1: rows g + 8) of row tile `mt` and column tile
+// `nt` in lane `lane` of warp `warp` at output plane d: the element offset in Y (and Z)
+// of its first channel (the second follows), or -1 outside the volume.
+ITKIT_HD int64_t Conv3OutputPair(const Conv3Shape& s, const Conv3Block& b, int64_t d, int warp, int mt, int nt,
+                                 int half_row, int lane) {
+  int voxel = 0, cout = 0;
+  Conv3AccPosition(mt, nt, half_row * 2, lane, &voxel, &cout);
+  const int64_t h = b.h0 + warp, w = b.w0 + voxel;
+  if (h >= s.h || w >= s.w) return -1;
+  return (((b.n * s.d + d) * s.h + h) * s.w + w) * kConv3Channels + cout;
+}
+
 // Chunk `e` (0 .. kConv3Taps * 32 * 4 - 1) of the filter, packed [Cout][tap][Cin] in
 // global memory (the cuDNN path's NDHWC filter) and [tap][Cout][Cin] in shared memory.
 // Returns the element offset in the packed filter.
@@ -141,13 +199,6 @@ ITKIT_HD uint32_t Conv3BLaneOffset(int tap, int np, int kk, int lane) {
   const int cout = (np * 2 + (q >> 1)) * 8 + (lane & 7);
   return Conv3RowChunkOffset(static_cast<uint32_t>(tap * kConv3Channels + cout),
                              static_cast<uint32_t>(kk * 2 + (q & 1)));
-}
-
-// Accumulator register `i` (0-3) of column tile `nt`, row tile `mt` in lane `lane`:
-// the voxel along the warp's row and the output channel it holds (mma's C layout).
-ITKIT_HD void Conv3AccPosition(int mt, int nt, int i, int lane, int* voxel, int* cout) {
-  *voxel = mt * 16 + (lane >> 2) + (i >= 2 ? 8 : 0);
-  *cout = nt * 8 + (lane & 3) * 2 + (i & 1);
 }
 
 }  // namespace itkit::cuda

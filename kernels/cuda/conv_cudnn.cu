@@ -18,6 +18,8 @@
 //
 // The algorithm is chosen once per shape (timed with cudnnFind*, or cuDNN's heuristic
 // when autotune is off) and remembered in the tuning cache, on disk when configured.
+// A forward convolution also races the engines of cuDNN's graph API against it
+// (cudnn_graph_conv.h; CudaBackendOptions::cudnn_graph) and runs the faster.
 //
 // Two shapes on f16 channels-last data may run our own kernels instead, when they win
 // the race against cuDNN at plan time (own_kernels.cuh) or CudaBackendOptions::own_kernels
@@ -27,6 +29,7 @@
 #include <type_traits>
 
 #include "cuda/common.cuh"
+#include "cuda/cudnn_graph_conv.h"
 #include "cuda/own_kernels.cuh"
 #include "itkit/log.h"
 #include "shape_infer/window_geometry.h"
@@ -377,10 +380,13 @@ class ConvKernel final : public OpKernel {
     enum : int { kCudnnWins = 0, kOwnWins = 1, kOwnDisagrees = 2 };
     const bool strided = own_kind_ == OwnKind::kStridedTranspose;
     const char* what = strided ? "strided ConvTranspose" : "3x3x3 convolution";
-    // The activation is part of the key: it runs in our kernel's store.
-    const std::string key = TuningKey(CUDNN_TENSOR_OP_MATH) +
-                            (strided ? std::string("|own:strided-transpose")
-                                     : StrCat("|own:conv3-c32|act", static_cast<int>(act_), "|bias", has_bias_ ? 1 : 0));
+    // Bias, Z and activation are part of the key: they run in our kernel's store. The
+    // kernel's revision too, so that a changed kernel is raced (and checked) again.
+    const std::string key =
+        TuningKey(CUDNN_TENSOR_OP_MATH) +
+        (strided ? std::string("|own:strided-transpose")
+                 : StrCat("|own:conv3-c32.v2|act", static_cast<int>(act_), "|bias", has_bias_ ? 1 : 0, "|z",
+                          has_z_ ? 1 : 0));
     if (auto hit = ctx_->tuning->Find(key)) {
       UseOwn(hit->algo == kOwnWins);
       return;
@@ -411,7 +417,9 @@ class ConvKernel final : public OpKernel {
   }
 
   // Both paths on random f16 data of the node's shape, with the bias + activation pass
-  // cuDNN's path needs (ours does both in its store). Without Z: both add it alike.
+  // cuDNN's path needs (ours does both in its store). With Z, in the form the planner
+  // gives it: Y written over Z (cuDNN accumulating with beta = 1), both outputs starting
+  // from the same Z; the timed repeats accumulate further, which costs the same.
   Result<KernelRace> RaceOwnAgainstCudnn() {
     const int64_t x_count = g_.n * g_.cin * g_.in_spatial(), y_count = g_.n * g_.cout * g_.out_spatial();
     ITKIT_ASSIGN_OR_RETURN(DeviceBuffer x, ctx_->Allocate(static_cast<size_t>(x_count) * 2));
@@ -419,8 +427,8 @@ class ConvKernel final : public OpKernel {
     ITKIT_ASSIGN_OR_RETURN(DeviceBuffer y_own, ctx_->Allocate(static_cast<size_t>(y_count) * 2));
     ITKIT_ASSIGN_OR_RETURN(DeviceBuffer bias, ctx_->Allocate(static_cast<size_t>(g_.cout) * 2));
     DeviceBuffer ws;
-    if (algo_workspace_) {
-      ITKIT_ASSIGN_OR_RETURN(ws, ctx_->Allocate(algo_workspace_));
+    if (library_workspace()) {
+      ITKIT_ASSIGN_OR_RETURN(ws, ctx_->Allocate(library_workspace()));
     }
     ITKIT_RETURN_IF_ERROR(ctx_->Activate());
     auto* xh = static_cast<__half*>(x.data);
@@ -429,12 +437,16 @@ class ConvKernel final : public OpKernel {
     ITKIT_RETURN_IF_ERROR(FillPseudoRandom(*ctx_, static_cast<__half*>(bias.data), g_.cout, 2));
     auto* yc = static_cast<__half*>(y_cudnn.data);
     auto* yo = static_cast<__half*>(y_own.data);
+    if (has_z_) {
+      ITKIT_RETURN_IF_ERROR(FillPseudoRandom(*ctx_, yc, y_count, 5));
+      ITKIT_RETURN_IF_ERROR(FillPseudoRandom(*ctx_, yo, y_count, 5));
+    }
     auto cudnn = [&]() -> Status {
-      ITKIT_RETURN_IF_ERROR(Convolve(xh, packed_w_.data, yc, ws.data));
+      ITKIT_RETURN_IF_ERROR(Convolve(xh, packed_w_.data, yc, ws.data, /*accumulate=*/has_z_));
       if (!bh && act_ == Act::kNone) return Status::Ok();
       return LaunchChannelsLastEpilogue<__half, __half>(*ctx_, yc, yc, y_count, g_.cout, bh, act_, alpha_);
     };
-    auto own = [&]() { return LaunchOwn(xh, bh, nullptr, yo); };
+    auto own = [&]() { return LaunchOwn(xh, bh, has_z_ ? yo : nullptr, yo); };
     // f16 outputs of f32 sums: a few f16 steps of the output's scale apart at most.
     return RaceOwnKernel(*ctx_, cudnn, own, yc, yo, y_count, /*tolerance=*/1e-2);
   }
@@ -468,7 +480,8 @@ class ConvKernel final : public OpKernel {
                                                       CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     ITKIT_CUDNN_CHECK(dnn().SetConvolutionGroupCount(d_->conv, static_cast<int>(g_.group)));
     ITKIT_RETURN_IF_ERROR(SelectAlgorithm(data == CUDNN_DATA_HALF));
-    workspace_ = Align256(algo_workspace_);
+    ChooseGraphPlan(data);
+    workspace_ = Align256(library_workspace());
     if (half_) {
       // f16 channels-last values are used in place; anything else is converted here.
       const bool f16 = dtype_ == DType::kF16;
@@ -520,8 +533,7 @@ class ConvKernel final : public OpKernel {
     // FP32 without TF32 must stay on FMA kernels; FP16 may use tensor cores; TF32
     // mode lets cuDNN's default math use them for f32.
     const bool strict_fp32 = !half_data && !ctx_->options.allow_tf32;
-    const cudnnMathType_t requested =
-        half_data ? CUDNN_TENSOR_OP_MATH : (strict_fp32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH);
+    const cudnnMathType_t requested = RequestedMath(half_data);
     ITKIT_CUDNN_CHECK(dnn().SetConvolutionMathType(d_->conv, requested));
     const std::string key = TuningKey(requested);
     if (auto hit = ctx_->tuning->Find(key)) {
@@ -611,8 +623,54 @@ class ConvKernel final : public OpKernel {
     return ctx_->Upload(packed_w_.data, packed.data(), packed.size() * sizeof(uint16_t));
   }
 
-  // accumulate: y += conv (cuDNN's beta = 1) instead of y = conv.
+  cudnnMathType_t RequestedMath(bool half_data) const {
+    if (half_data) return CUDNN_TENSOR_OP_MATH;
+    return ctx_->options.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+  }
+
+  // The workspace of the library path that runs (the graph plan falls back to the
+  // convolution API's algorithm for pointers it cannot take, so both must fit).
+  size_t library_workspace() const { return std::max(algo_workspace_, graph_ ? graph_->workspace_bytes() : size_t{0}); }
+
+  // Forward convolutions without Z: a graph-API plan where one beats the convolution
+  // API's algorithm (SelectGraphConvPlan; CudaBackendOptions::cudnn_graph).
+  void ChooseGraphPlan(cudnnDataType_t data) {
+    graph_.reset();
+    if (g_.transpose || g_.group != 1 || has_z_) return;
+    const bool half_data = data == CUDNN_DATA_HALF;
+    GraphConvSpec spec;
+    spec.data = data;
+    spec.allow_tensor_cores = half_data || ctx_->options.allow_tf32;
+    spec.n = g_.n;
+    spec.cin = g_.cin;
+    spec.cout = g_.cout;
+    spec.in = g_.in;
+    spec.out = g_.out;
+    spec.kernel = g_.kernel;
+    spec.pads = g_.pads;
+    spec.strides = g_.strides;
+    spec.dilations = g_.dilations;
+    spec.channels_last = half_;
+    const std::string key = TuningKey(RequestedMath(half_data)) + "|graph:A";
+    auto legacy = [this](const void* x, const void* w, void* y, void* ws) { return ConvolveLegacy(x, w, y, ws); };
+    graph_ = SelectGraphConvPlan(*ctx_, spec, key, legacy, algo_workspace_);
+  }
+
+  // y = conv (or y += conv with accumulate): the graph plan where chosen, else (and for
+  // accumulate, and pointers the plan cannot take) the convolution API's algorithm.
   Status Convolve(const void* x, const void* w, void* y, void* ws, bool accumulate = false) {
+    if (graph_ && !accumulate) {
+      Status s = graph_->Execute(ctx_->cudnn, x, w, y, ws);
+      if (s.ok()) return s;
+      if (!graph_fallback_logged_) {
+        LogWarning("CUDA: cuDNN graph plan failed (", s.message(), "); the convolution API runs it");
+        graph_fallback_logged_ = true;
+      }
+    }
+    return ConvolveLegacy(x, w, y, ws, accumulate);
+  }
+
+  Status ConvolveLegacy(const void* x, const void* w, void* y, void* ws, bool accumulate = false) {
     const float one = 1.0f, zero = accumulate ? 1.0f : 0.0f;  // f32 scaling factors for f32 and f16 data alike
     if (g_.transpose) {
       ITKIT_CUDNN_CHECK(dnn().ConvolutionBackwardData(ctx_->cudnn, &one, d_->w, w, d_->x, x, d_->conv,
@@ -643,7 +701,7 @@ class ConvKernel final : public OpKernel {
     const T* z_epilogue = z_in_y ? nullptr : z;
     auto* ws = static_cast<uint8_t*>(kc.workspace);
     if (!half_) {
-      ITKIT_RETURN_IF_ERROR(Convolve(x, kc.inputs[1]->raw(), y, algo_workspace_ ? ws : nullptr, z_in_y));
+      ITKIT_RETURN_IF_ERROR(Convolve(x, kc.inputs[1]->raw(), y, library_workspace() ? ws : nullptr, z_in_y));
       if (!bias && !z_epilogue && act_ == Act::kNone) return Status::Ok();
       const int64_t rows = g_.n * g_.cout, s = g_.out_spatial();
       const unsigned gx = static_cast<unsigned>(std::min<int64_t>((s + kThreads - 1) / kThreads, 1024));
@@ -656,7 +714,7 @@ class ConvKernel final : public OpKernel {
     constexpr bool kHalf = std::is_same_v<T, __half>;
     auto* xh = reinterpret_cast<__half*>(ws);
     auto* yh = reinterpret_cast<__half*>(ws + x_half_bytes_);
-    void* algo_ws = algo_workspace_ ? ws + x_half_bytes_ + y_half_bytes_ : nullptr;
+    void* algo_ws = library_workspace() ? ws + x_half_bytes_ + y_half_bytes_ : nullptr;
     const int64_t x_count = g_.n * g_.cin * g_.in_spatial(), y_count = g_.n * g_.cout * g_.out_spatial();
     const __half* x_ndhwc = xh;
     if (!in_cl_) {  // [N][Cin][S] -> [N][S][Cin] f16
@@ -697,6 +755,8 @@ class ConvKernel final : public OpKernel {
   cudnnMathType_t math_ = CUDNN_DEFAULT_MATH;
   size_t algo_workspace_ = 0, workspace_ = 0, x_half_bytes_ = 0, y_half_bytes_ = 0;
   DeviceBuffer packed_w_;
+  std::unique_ptr<GraphConvPlan> graph_;  // a graph-API plan that beat algo_ (forward only)
+  bool graph_fallback_logged_ = false;
 };
 
 Result<std::unique_ptr<OpKernel>> CreateConv(const NodeSignature& sig, const std::shared_ptr<CudaContext>& ctx) {

@@ -39,6 +39,13 @@ Result<const CudnnApi*> Load() {
   ResolveSymbol(lib, "cudnnSetStream", &api.SetStream, &missing);
   ResolveSymbol(lib, "cudnnSetTensorNdDescriptor", &api.SetTensorNdDescriptor, &missing);
   if (!missing.empty()) return Unavailable("cuDNN (", soname, ") lacks ", missing);
+  std::string missing_graph;  // optional: the graph API
+  ResolveSymbol(lib, "cudnnBackendCreateDescriptor", &api.BackendCreateDescriptor, &missing_graph);
+  ResolveSymbol(lib, "cudnnBackendDestroyDescriptor", &api.BackendDestroyDescriptor, &missing_graph);
+  ResolveSymbol(lib, "cudnnBackendSetAttribute", &api.BackendSetAttribute, &missing_graph);
+  ResolveSymbol(lib, "cudnnBackendGetAttribute", &api.BackendGetAttribute, &missing_graph);
+  ResolveSymbol(lib, "cudnnBackendFinalize", &api.BackendFinalize, &missing_graph);
+  ResolveSymbol(lib, "cudnnBackendExecute", &api.BackendExecute, &missing_graph);
   return &api;
 }
 

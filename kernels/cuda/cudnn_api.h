@@ -36,6 +36,18 @@ struct CudnnApi {
   decltype(&::cudnnSetFilterNdDescriptor) SetFilterNdDescriptor = nullptr;
   decltype(&::cudnnSetStream) SetStream = nullptr;
   decltype(&::cudnnSetTensorNdDescriptor) SetTensorNdDescriptor = nullptr;
+  // The graph ("backend") API: optional (null where the library lacks it; then only
+  // the convolution API above is used).
+  decltype(&::cudnnBackendCreateDescriptor) BackendCreateDescriptor = nullptr;
+  decltype(&::cudnnBackendDestroyDescriptor) BackendDestroyDescriptor = nullptr;
+  decltype(&::cudnnBackendSetAttribute) BackendSetAttribute = nullptr;
+  decltype(&::cudnnBackendGetAttribute) BackendGetAttribute = nullptr;
+  decltype(&::cudnnBackendFinalize) BackendFinalize = nullptr;
+  decltype(&::cudnnBackendExecute) BackendExecute = nullptr;
+  bool has_graph_api() const {
+    return BackendCreateDescriptor && BackendDestroyDescriptor && BackendSetAttribute && BackendGetAttribute &&
+           BackendFinalize && BackendExecute;
+  }
 };
 
 // Loads libcudnn.so.<major> once (thread-safe); later calls return the same table

@@ -43,7 +43,19 @@ Result<KernelRace> RaceOwnKernel(CudaContext& ctx, const std::function<Status()>
                                  const std::function<Status()>& own, const __half* library_out,
                                  const __half* own_out, int64_t count, double tolerance, int repeats = 3);
 
-// Fills `count` f16 values with a fixed pseudo-random pattern in [-1, 1) (race inputs).
+// Fills `count` values with a fixed pseudo-random pattern in [-1, 1) (race inputs).
 Status FillPseudoRandom(const CudaContext& ctx, __half* data, int64_t count, uint32_t seed);
+Status FillPseudoRandom(const CudaContext& ctx, float* data, int64_t count, uint32_t seed);
+
+// The pieces of a race, also for other contenders (cudnn_graph_conv.h).
+struct OutputDifference {
+  double max_abs_diff = 0, max_abs_library = 0;
+  bool agree = false;  // max_abs_diff <= tolerance * max(max_abs_library, 1e-3), no NaN
+};
+// Compares `count` values (f16 when `half`, else f32) of two outputs on the device.
+Result<OutputDifference> CompareOutputs(CudaContext& ctx, const void* library_out, const void* own_out, bool half,
+                                        int64_t count, double tolerance);
+// The best of `repeats` event-timed runs of `run` (which enqueues on ctx.stream), in ms.
+Result<double> BestTimeMs(CudaContext& ctx, const std::function<Status()>& run, int repeats);
 
 }  // namespace itkit::cuda

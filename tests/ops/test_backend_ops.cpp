@@ -104,6 +104,9 @@ struct CudaConfig {
   // the race at plan time never runs here (autotune is off), so without this config
   // they would only be checked against cuDNN, never against the CPU reference.
   bool own_kernels = false;
+  // cuDNN's graph API for every forward convolution it takes (its heuristic's first
+  // usable engine, CudnnGraph::kFirst); otherwise the race never runs here either.
+  bool cudnn_graph_first = false;
 };
 
 class CudaOps : public ::testing::TestWithParam<CudaConfig> {};
@@ -115,6 +118,7 @@ TEST_P(CudaOps, MatchCpu) {
   o.allow_tf32 = cfg.tf32;
   o.autotune = false;  // cuDNN's heuristic pick: the op test plans hundreds of shapes
   if (cfg.own_kernels) o.own_kernels = CudaBackendOptions::OwnKernels::kOwn;
+  o.cudnn_graph = cfg.cudnn_graph_first ? CudaBackendOptions::CudnnGraph::kFirst : CudaBackendOptions::CudnnGraph::kOff;
   auto backend = CreateCudaBackend(o);
   if (!backend.ok()) {
     std::printf("%s: CUDA unavailable (%s): %zu cases skipped\n", cfg.name, backend.status().message().c_str(),
@@ -143,7 +147,9 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaOps,
                                            CudaConfig{"cuda-tf32", false, true, 5e-3},
                                            CudaConfig{"cuda-fp16", true, false, 1e-2},
                                            CudaConfig{"cuda-fp16-cl", true, false, 1e-2, true},
-                                           CudaConfig{"cuda-fp16-cl-own", true, false, 1e-2, true, true}),
+                                           CudaConfig{"cuda-fp16-cl-own", true, false, 1e-2, true, true},
+                                           CudaConfig{"cuda-fp32-graph", false, false, 2e-4, false, false, true},
+                                           CudaConfig{"cuda-fp16-cl-graph", true, false, 1e-2, true, false, true}),
                          [](const ::testing::TestParamInfo<CudaConfig>& info) {
                            std::string n = info.param.name;
                            for (char& ch : n)
@@ -511,6 +517,40 @@ TEST(CudaTuning, AlgorithmCacheIsReusedAfterRestart) {
       } else {
         EXPECT_EQ(lines, lines_after_first) << "a restarted backend tuned the same convolution again";
       }
+    }
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// The race of cuDNN's graph-API engines against the convolution API's algorithm is run
+// once per convolution and recorded (one "|graph:A" line per precision); a restarted
+// backend reads the verdict instead of racing again. (Whether the graph engines compute
+// the right thing is the op harness's cuda_*_graph configurations' job.)
+TEST(CudaTuning, GraphEngineRaceIsRecordedOnce) {
+  const std::string dir = TempCacheDir("itkit_graph_");
+  Node node = ConvNode("Conv");
+  node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
+  std::mt19937 rng(6);
+  const Tensor x = RandomF32({2, 16, 20, 20, 20}, rng), w = RandomF32({32, 16, 3, 3, 3}, rng, 0.1f);
+  auto graph_lines = [&]() {
+    std::ifstream in(dir + "/cudnn_algos.tsv");
+    int lines = 0;
+    for (std::string line; std::getline(in, line);) lines += line.find("|graph:A") != std::string::npos;
+    return lines;
+  };
+  int expected = 0;
+  for (bool fp16 : {false, true}) {
+    ++expected;
+    for (int restart = 0; restart < 2; ++restart) {
+      CudaBackendOptions o;
+      o.fp16 = fp16;
+      o.tuning_cache_dir = dir;
+      auto backend = CreateCudaBackend(o);
+      if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
+      auto kernel = CreateConvKernelOn(**backend, node, x, w, /*channels_last=*/fp16);
+      ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
+      EXPECT_EQ(graph_lines(), expected) << (fp16 ? "fp16" : "fp32") << (restart ? ": raced again after a restart"
+                                                                                 : ": no graph verdict recorded");
     }
   }
   std::filesystem::remove_all(dir);

@@ -123,13 +123,16 @@ Emulation EmulateConv3Kernel(const Conv3Shape& s, int num_sms, const std::vector
       const int64_t src = cuda::Conv3WeightSource(e, &offset);
       sm.Copy16(offset, &w_packed[static_cast<size_t>(src)]);
     }
-    auto load_plane = [&](int64_t plane) {
+    auto load_plane = [&](int64_t plane) {  // every thread's walk, as LoadPlane does it
       const uint32_t slot = planes_base + cuda::Conv3SlotOf(plane, blk.d_begin) * cuda::kConv3PlaneBytes;
-      for (int e = 0; e < cuda::kConv3PlaneVoxels * cuda::kConv3ChunksPerRow; ++e) {
-        uint32_t offset = 0;
-        const int64_t src = cuda::Conv3HaloSource(s, blk, plane, e, &offset);
-        sm.Copy16(slot + offset, src >= 0 ? &x[static_cast<size_t>(src)] : nullptr);
-      }
+      const int64_t base = cuda::Conv3PlaneBase(s, blk, plane);
+      const bool inside = plane >= 0 && plane < s.d;
+      for (int t = 0; t < cuda::kConv3Threads; ++t)
+        for (cuda::Conv3HaloWalker walk(t); !walk.done(); walk.Next()) {
+          uint32_t offset = 0;
+          const int64_t src = walk.Source(s, blk, base, inside, &offset);
+          sm.Copy16(slot + offset, src >= 0 ? &x[static_cast<size_t>(src)] : nullptr);
+        }
     };
     for (int64_t p = blk.d_begin - 1; p <= blk.d_begin + 1; ++p) load_plane(p);
     for (int64_t d = blk.d_begin; d < blk.d_end; ++d) {
@@ -161,20 +164,22 @@ Emulation EmulateConv3Kernel(const Conv3Shape& s, int num_sms, const std::vector
                 }
               }
         }
-        const int64_t h = blk.h0 + warp;
-        if (h >= s.h) continue;
+        // The store as the kernel does it: per lane the bias of its channel pairs (from
+        // row tile 0), then each pair at Conv3OutputPair, Z read where Y is written.
         for (int lane = 0; lane < 32; ++lane)
           for (int mt = 0; mt < 4; ++mt)
-            for (int nt = 0; nt < 4; ++nt)
-              for (int i = 0; i < 4; ++i) {
-                int voxel = 0, cout = 0;
-                cuda::Conv3AccPosition(mt, nt, i, lane, &voxel, &cout);
-                const int64_t wv = blk.w0 + voxel;
-                if (wv >= s.w) continue;
-                const size_t idx = static_cast<size_t>((((blk.n * s.d + d) * s.h + h) * s.w + wv) * C + cout);
-                const float v = acc[mt][nt][lane][i] + b[static_cast<size_t>(cout)] + z[idx];
-                out.y[idx] = std::isnan(out.y[idx]) ? (v >= 0.0f ? v : 0.1f * v) : std::nanf("");  // twice: NaN
-                ++out.writes;
+            for (int half_row = 0; half_row < 2; ++half_row)
+              for (int nt = 0; nt < 4; ++nt) {
+                const int64_t idx = cuda::Conv3OutputPair(s, blk, d, warp, mt, nt, half_row, lane);
+                if (idx < 0) continue;
+                for (int e = 0; e < 2; ++e) {
+                  int voxel = 0, cout = 0;
+                  cuda::Conv3AccPosition(0, nt, e, lane, &voxel, &cout);
+                  const size_t at = static_cast<size_t>(idx + e);
+                  const float v = acc[mt][nt][lane][half_row * 2 + e] + b[static_cast<size_t>(cout)] + z[at];
+                  out.y[at] = std::isnan(out.y[at]) ? (v >= 0.0f ? v : 0.1f * v) : std::nanf("");  // twice: NaN
+                  ++out.writes;
+                }
               }
       }
     }
@@ -206,6 +211,29 @@ TEST(CudaConv3, GridCoversTheDepthAndFillsTheGpu) {
     }
 }
 
+// The kernel's incremental walk over a halo plane visits every chunk exactly once, as
+// Conv3HaloSource numbers them, with the same source and destination.
+TEST(CudaConv3, HaloWalkerMatchesTheChunkNumbering) {
+  const Conv3Shape s{2, 5, 20, 130};
+  const cuda::Conv3Grid g = cuda::Conv3MakeGrid(s, 7);
+  for (int64_t block : {int64_t{0}, g.blocks() / 2, g.blocks() - 1}) {
+    const cuda::Conv3Block blk = cuda::Conv3BlockOf(s, g, block);
+    for (int64_t plane : {int64_t{-1}, int64_t{0}, int64_t{4}, int64_t{5}}) {
+      std::vector<int> seen(cuda::kConv3PlaneVoxels * cuda::kConv3ChunksPerRow, 0);
+      const int64_t base = cuda::Conv3PlaneBase(s, blk, plane);
+      for (int t = 0; t < cuda::kConv3Threads; ++t)
+        for (cuda::Conv3HaloWalker walk(t); !walk.done(); walk.Next()) {
+          uint32_t walked = 0, numbered = 0;
+          const int64_t src = walk.Source(s, blk, base, plane >= 0 && plane < s.d, &walked);
+          ASSERT_EQ(src, cuda::Conv3HaloSource(s, blk, plane, walk.e, &numbered)) << "chunk " << walk.e;
+          ASSERT_EQ(walked, numbered) << "chunk " << walk.e;
+          ++seen[static_cast<size_t>(walk.e)];
+        }
+      for (int n : seen) ASSERT_EQ(n, 1);
+    }
+  }
+}
+
 TEST(CudaConv3, KernelEmulationMatchesTheDefinition) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -217,6 +245,7 @@ TEST(CudaConv3, KernelEmulationMatchesTheDefinition) {
       {{1, 3, 10, 70}, 2},  // partial row and column tiles; 4 columns on 2 SMs
       {{2, 5, 8, 64}, 8},   // exact tiles; depth split in chunks of 2, 2 and 1
       {{1, 2, 3, 5}, 1},    // smaller than a tile in every direction
+      {{1, 9, 8, 64}, 1},   // one block through 9 planes: the ring wraps twice
   };
   for (const Case& c : cases) {
     const Conv3Shape& s = c.s;

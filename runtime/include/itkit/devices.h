@@ -52,8 +52,15 @@ struct CudaBackendOptions {
   // cuDNN's FP16 convolutions run in (Backend::prefers_channels_last); false = NCDHW,
   // with a transpose on each side of every convolution.
   bool channels_last = true;
+  // Forward convolutions (without Z) and cuDNN's graph API: kRace times its engines
+  // against the convolution API's algorithm once per shape at plan time (needs autotune;
+  // cached) and runs the faster where its output agrees; kOff = the convolution API
+  // only; kFirst = the heuristic's first usable engine without a race (tests).
+  enum class CudnnGraph { kOff, kRace, kFirst };
+  CudnnGraph cudnn_graph = CudnnGraph::kRace;
   // Where one of our kernels and cuDNN both implement a node (so far: ConvTranspose
-  // whose kernel equals its stride, on f16 channels-last data): kAuto races them once
+  // whose kernel equals its stride, and the 3x3x3 32 -> 32 convolution, on f16
+  // channels-last data): kAuto races them once
   // per shape at plan time (needs autotune; cached like cuDNN's algorithms) and keeps
   // ours only if it agrees with cuDNN's output and is faster; kLibrary never uses ours;
   // kOwn always does (tests, ablations).
