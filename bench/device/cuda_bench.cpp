@@ -390,6 +390,8 @@ int RunUNet(const UNetArgs& a) {
               "%.0f ms (plan+tune)\n",
               static_cast<long>(a.batch), static_cast<long>(a.patch), a.fp16 ? "fp16" : "fp32", device_ms, upload_ms,
               plan_ms);
+  std::printf("convolutions run through cuDNN's graph API so far: %lld\n",
+              static_cast<long long>(cuda::CudnnGraphExecutions()));
   if (a.profile) {
     Status p = PrintProfile(SlicedOutput(*model), so, x_dev, a.batch, 5);
     if (!p.ok()) std::printf("profile failed: %s\n", p.message().c_str());

@@ -651,7 +651,7 @@ class ConvKernel final : public OpKernel {
     spec.strides = g_.strides;
     spec.dilations = g_.dilations;
     spec.channels_last = half_;
-    const std::string key = TuningKey(RequestedMath(half_data)) + "|graph:A";
+    const std::string key = TuningKey(RequestedMath(half_data)) + "|graph:A.v1";
     auto legacy = [this](const void* x, const void* w, void* y, void* ws) { return ConvolveLegacy(x, w, y, ws); };
     graph_ = SelectGraphConvPlan(*ctx_, spec, key, legacy, algo_workspace_);
   }
@@ -666,6 +666,8 @@ class ConvKernel final : public OpKernel {
         LogWarning("CUDA: cuDNN graph plan failed (", s.message(), "); the convolution API runs it");
         graph_fallback_logged_ = true;
       }
+      // A pointer it cannot take is this call's; any other failure is the plan's.
+      if (s.code() != StatusCode::kInvalidArgument) graph_.reset();
     }
     return ConvolveLegacy(x, w, y, ws, accumulate);
   }

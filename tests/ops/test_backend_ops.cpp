@@ -131,9 +131,19 @@ TEST_P(CudaOps, MatchCpu) {
   impl.matrix_tol = cfg.matrix_tol;
   impl.require_support = true;
   impl.channels_last = cfg.channels_last;
+#if ITKIT_HAVE_CUDA
+  const int64_t graph_runs_before = cuda::CudnnGraphExecutions();
+#endif
   const Summary s = RunAll(impl, CpuImpl(), Cases());
   EXPECT_EQ(s.failed, 0) << "seed " << Seed() << "; first failure: " << (s.failures.empty() ? "" : s.failures[0]);
   EXPECT_GT(s.passed, 0);
+#if ITKIT_HAVE_CUDA
+  // The graph configurations fall back to the convolution API wherever cuDNN's graph
+  // API declines; they must not pass without the graph path having run at all.
+  if (cfg.cudnn_graph_first) {
+    EXPECT_GT(cuda::CudnnGraphExecutions() - graph_runs_before, 0) << "no convolution ran through cuDNN's graph API";
+  }
+#endif
   // Declined channels-last forms are skips, so a backend declining them all must not
   // pass: on an H100 (f3cbce9) 118 of the 128 cases with a form ran (the 10 others
   // have runtime weights, which the NDHWC path cannot prepack).

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "itkit/backend.h"
@@ -22,5 +23,9 @@ struct CudaMemoryStats {
 // InvalidArgument when `backend` is not a CUDA backend.
 Result<CudaMemoryStats> GetMemoryStats(const Backend& backend);
 Status ResetPeakMemory(const Backend& backend);
+
+// Convolutions run through cuDNN's graph API in this process so far (all backends):
+// benchmarks report it, and the op tests check that the graph path ran at all.
+int64_t CudnnGraphExecutions();
 
 }  // namespace itkit::cuda
