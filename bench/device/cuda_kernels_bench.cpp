@@ -104,10 +104,19 @@ Tensor Half(const Tensor& t) {
   return h;
 }
 
-std::shared_ptr<Backend> Backend(benchmark::State& state, bool fp16, bool tf32 = false) {
+// Which convolution implementation a benchmark forces (its "path" argument).
+enum ConvPath : int64_t { kDefault = 0, kConvolutionApi = 1, kOwnKernel = 2, kGraphApi = 3 };
+
+std::shared_ptr<Backend> Backend(benchmark::State& state, bool fp16, bool tf32 = false, int64_t path = kDefault) {
   CudaBackendOptions o;
   o.fp16 = fp16;
   o.allow_tf32 = tf32;
+  if (path == kConvolutionApi || path == kGraphApi) {
+    o.own_kernels = CudaBackendOptions::OwnKernels::kLibrary;
+    o.cudnn_graph = path == kGraphApi ? CudaBackendOptions::CudnnGraph::kFirst : CudaBackendOptions::CudnnGraph::kOff;
+  } else if (path == kOwnKernel) {
+    o.own_kernels = CudaBackendOptions::OwnKernels::kOwn;
+  }
   auto b = CreateCudaBackend(o);
   if (!b.ok()) {
     state.SkipWithError(("CUDA unavailable: " + b.status().message()).c_str());
@@ -128,28 +137,36 @@ Node MakeNode(const std::string& op, size_t inputs, const std::string& domain = 
 
 // Conv 3x3x3, pad 1, C -> C at edge^3 (state.range(0) = fp16, range(1) = C, range(2) = edge,
 // range(3) = channels-last f16 data without bias: cuDNN alone, as in the FP16 session
-// after drop_conv_bias_before_norm; range(4) = TF32 allowed for f32).
+// after drop_conv_bias_before_norm; range(4) = TF32 allowed for f32; range(5) = the
+// path (ConvPath: 0 the defaults, every race included; 1 cuDNN's convolution API, its
+// algorithm timed; 2 our kernel; 3 cuDNN's graph API, its heuristic's first usable
+// engine); range(6) = batch).
 void BM_Conv3x3x3(benchmark::State& state) {
   const bool fp16 = state.range(0) != 0;
-  const int64_t C = state.range(1), E = state.range(2);
+  const int64_t C = state.range(1), E = state.range(2), N = state.range(6);
   const bool cl = state.range(3) != 0;
-  auto backend = Backend(state, fp16, state.range(4) != 0);
+  auto backend = Backend(state, fp16, state.range(4) != 0, state.range(5));
   if (!backend) return;
   Node node = MakeNode("Conv", cl ? 2 : 3);
   node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
   CudaNode n;
-  Status s = cl ? n.Init(backend, node, {Half(RandomHost({1, C, E, E, E}, 1.0f, 1)), Half(RandomHost({C, C, 3, 3, 3}, 0.05f, 2))},
+  Status s = cl ? n.Init(backend, node, {Half(RandomHost({N, C, E, E, E}, 1.0f, 1)), Half(RandomHost({C, C, 3, 3, 3}, 0.05f, 2))},
                          {false, true}, true)
                 : n.Init(backend, node,
-                         {RandomHost({1, C, E, E, E}, 1.0f, 1), RandomHost({C, C, 3, 3, 3}, 0.05f, 2),
+                         {RandomHost({N, C, E, E, E}, 1.0f, 1), RandomHost({C, C, 3, 3, 3}, 0.05f, 2),
                           RandomHost({C}, 0.1f, 3)},
                          {false, true, true});
   if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
-  Loop(state, n, 2.0 * E * E * E * C * C * 27, 0);
+  Loop(state, n, 2.0 * N * E * E * E * C * C * 27, 0);
 }
-BENCHMARK(BM_Conv3x3x3)->ArgNames({"fp16", "C", "edge", "cl", "tf32"})->Args({1, 32, 128, 0, 0})
-    ->Args({1, 32, 128, 1, 0})->Args({0, 32, 128, 0, 0})->Args({0, 32, 128, 0, 1})->Args({1, 64, 64, 1, 0})
-    ->Args({1, 320, 8, 0, 0})->Args({1, 320, 8, 1, 0})
+BENCHMARK(BM_Conv3x3x3)->ArgNames({"fp16", "C", "edge", "cl", "tf32", "path", "batch"})
+    ->Args({1, 32, 128, 0, 0, 0, 1})->Args({1, 32, 128, 1, 0, 0, 1})->Args({0, 32, 128, 0, 0, 0, 1})
+    ->Args({0, 32, 128, 0, 1, 0, 1})->Args({1, 64, 64, 1, 0, 0, 1})->Args({1, 320, 8, 0, 0, 0, 1})
+    ->Args({1, 320, 8, 1, 0, 0, 1})
+    // The U-Net's 128^3 level at batch 4, each path on its own: cuDNN's convolution API,
+    // our kernel, cuDNN's graph API (FP16 channels-last), then TF32 both ways.
+    ->Args({1, 32, 128, 1, 0, 1, 4})->Args({1, 32, 128, 1, 0, 2, 4})->Args({1, 32, 128, 1, 0, 3, 4})
+    ->Args({0, 32, 128, 0, 1, 1, 4})->Args({0, 32, 128, 0, 1, 3, 4})
     ->UseManualTime()->Unit(benchmark::kMillisecond);
 
 void BM_ConvTranspose2x2x2(benchmark::State& state) {

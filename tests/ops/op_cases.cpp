@@ -230,6 +230,11 @@ void AddConvCases(Maker& m, std::vector<OpCase>& out) {
   AddOverZ(out);
   conv3(2, {3, 17, 9}, true, "Relu", false);
   conv3(1, {1, 5, 66}, false, "", false);
+  // The kernel is compiled once per activation: each one once.
+  conv3(1, {2, 3, 9}, true, "Sigmoid", false);
+  conv3(1, {2, 3, 9}, false, "Tanh", true);
+  conv3(1, {2, 3, 9}, true, "Gelu", false);
+  conv3(1, {2, 3, 9}, true, "None", true);
   for (int i = 0; i < 36; ++i) {
     ConvSpec sp;
     sp.transpose = i % 4 == 3;
