@@ -2,6 +2,9 @@
 // way CUDA can be unusable (no driver, old driver, no GPU, a GPU this build has no
 // kernels for, cuDNN/cuBLAS failing to start) becomes an Unavailable status with the
 // reason, so callers log it and run on the CPU.
+#include <cstdlib>
+#include <string>
+
 #include "cuda/common.cuh"
 #include "itkit/devices.h"
 #include "itkit/log.h"
@@ -160,7 +163,16 @@ DeviceReport QueryDevices() {
   return report;
 }
 
-Result<std::shared_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& options) {
+Result<std::shared_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& requested) {
+  // Escape hatches for the contenders raced against cuDNN's convolution API, honoured
+  // by every program (server, pipeline, tests): ITKIT_CUDNN_GRAPH=0 and
+  // ITKIT_OWN_KERNELS=library switch them off, e.g. should one misbehave on a GPU
+  // they were not yet run on.
+  CudaBackendOptions options = requested;
+  const char* graph = std::getenv("ITKIT_CUDNN_GRAPH");
+  if (graph && std::string(graph) == "0") options.cudnn_graph = CudaBackendOptions::CudnnGraph::kOff;
+  const char* own = std::getenv("ITKIT_OWN_KERNELS");
+  if (own && std::string(own) == "library") options.own_kernels = CudaBackendOptions::OwnKernels::kLibrary;
   auto ctx = cuda::CudaContext::Create(options);
   if (!ctx.ok()) {
     // Whatever went wrong, callers treat it as "no CUDA here" and use the CPU.
