@@ -494,6 +494,18 @@ std::string TempCacheDir(const std::string& prefix) {
   return (std::filesystem::temp_directory_path() / (prefix + std::to_string(std::random_device{}()))).string();
 }
 
+// A fresh CUDA backend on the on-disk tuning cache `dir` (as after a restart) with the
+// convolution's kernel created on it: planning is where the cache is read and written.
+// Unavailable where there is no GPU.
+Result<std::unique_ptr<OpKernel>> ConvKernelAfterRestart(const std::string& dir, bool fp16, const Node& node,
+                                                         const Tensor& x, const Tensor& w, bool channels_last) {
+  CudaBackendOptions o;
+  o.fp16 = fp16;
+  o.tuning_cache_dir = dir;
+  ITKIT_ASSIGN_OR_RETURN(std::shared_ptr<Backend> backend, CreateCudaBackend(o));
+  return CreateConvKernelOn(*backend, node, x, w, channels_last);
+}
+
 // A convolution node y = op(x, w).
 Node ConvNode(const std::string& op_type) {
   Node node;
@@ -513,12 +525,8 @@ TEST(CudaTuning, AlgorithmCacheIsReusedAfterRestart) {
   for (bool fp16 : {false, true}) {
     int64_t lines_after_first = -1;
     for (int restart = 0; restart < 2; ++restart) {
-      CudaBackendOptions o;
-      o.fp16 = fp16;
-      o.tuning_cache_dir = dir;
-      auto backend = CreateCudaBackend(o);
-      if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
-      auto kernel = CreateConvKernelOn(**backend, node, x, w);
+      auto kernel = ConvKernelAfterRestart(dir, fp16, node, x, w, /*channels_last=*/false);
+      if (kernel.status().code() == StatusCode::kUnavailable) GTEST_SKIP() << kernel.status().message();
       ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
       const int64_t lines = CountLines(dir + "/cudnn_algos.tsv");
       if (restart == 0) {
@@ -552,12 +560,8 @@ TEST(CudaTuning, GraphEngineRaceIsRecordedOnce) {
   for (bool fp16 : {false, true}) {
     ++expected;
     for (int restart = 0; restart < 2; ++restart) {
-      CudaBackendOptions o;
-      o.fp16 = fp16;
-      o.tuning_cache_dir = dir;
-      auto backend = CreateCudaBackend(o);
-      if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
-      auto kernel = CreateConvKernelOn(**backend, node, x, w, /*channels_last=*/fp16);
+      auto kernel = ConvKernelAfterRestart(dir, fp16, node, x, w, /*channels_last=*/fp16);
+      if (kernel.status().code() == StatusCode::kUnavailable) GTEST_SKIP() << kernel.status().message();
       ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
       EXPECT_EQ(graph_lines(), expected) << (fp16 ? "fp16" : "fp32") << (restart ? ": raced again after a restart"
                                                                                  : ": no graph verdict recorded");
@@ -581,12 +585,8 @@ void ExpectRaceAgreesAndIsCached(const Node& node, const Shape& x_shape, const S
   };
   const Tensor x = half(RandomF32(x_shape, rng)), w = half(RandomF32(w_shape, rng, 0.1f));
   for (int restart = 0; restart < 2; ++restart) {
-    CudaBackendOptions o;
-    o.fp16 = true;
-    o.tuning_cache_dir = dir;
-    auto backend = CreateCudaBackend(o);
-    if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
-    auto kernel = CreateConvKernelOn(**backend, node, x, w, /*channels_last=*/true);
+    auto kernel = ConvKernelAfterRestart(dir, /*fp16=*/true, node, x, w, /*channels_last=*/true);
+    if (kernel.status().code() == StatusCode::kUnavailable) GTEST_SKIP() << kernel.status().message();
     ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
     std::ifstream in(dir + "/cudnn_algos.tsv");
     int verdicts = 0;
