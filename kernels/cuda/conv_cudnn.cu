@@ -384,7 +384,7 @@ class ConvKernel final : public OpKernel {
     // kernel's revision too, so that a changed kernel is raced (and checked) again.
     const std::string key =
         TuningKey(CUDNN_TENSOR_OP_MATH) +
-        (strided ? std::string("|own:strided-transpose")
+        (strided ? StrCat("|own:strided-transpose.v2|bias", has_bias_ ? 1 : 0)
                  : StrCat("|own:conv3-c32.v2|act", static_cast<int>(act_), "|bias", has_bias_ ? 1 : 0, "|z",
                           has_z_ ? 1 : 0));
     if (auto hit = ctx_->tuning->Find(key)) {
@@ -440,6 +440,9 @@ class ConvKernel final : public OpKernel {
     if (has_z_) {
       ITKIT_RETURN_IF_ERROR(FillPseudoRandom(*ctx_, yc, y_count, 5));
       ITKIT_RETURN_IF_ERROR(FillPseudoRandom(*ctx_, yo, y_count, 5));
+    } else {
+      // NaN (0xFFFF) where ours should write: an element it misses cannot pass.
+      ITKIT_CUDA_CHECK(cudaMemsetAsync(yo, 0xFF, static_cast<size_t>(y_count) * 2, ctx_->stream));
     }
     auto cudnn = [&]() -> Status {
       ITKIT_RETURN_IF_ERROR(Convolve(xh, packed_w_.data, yc, ws.data, /*accumulate=*/has_z_));

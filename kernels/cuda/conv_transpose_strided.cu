@@ -28,7 +28,8 @@ constexpr int kTileRows = 64, kTileCols = 64, kTileK = 32;
 constexpr int kBlockThreads = 128;  // 4 warps, 2 x 2 over the tile, 32 x 32 each
 // Row pitches in shared memory: multiples of 8 halves / 4 floats (WMMA's rule), padded
 // off a multiple of 32 banks.
-constexpr int kLdA = kTileK + 8, kLdB = kTileCols + 8, kLdC = kTileCols + 4;
+constexpr int kLdA = kTileK + 8, kLdB = kTileCols + 8, kLdC = kTileCols + 8;
+constexpr int kBlocksPerSm = 5;  // __launch_bounds__ below; the grid is one wave of them
 
 template <bool kVectorLoads>
 __device__ void LoadTiles(const StridedTransposeShape& s, const __half* __restrict__ x,
@@ -38,20 +39,34 @@ __device__ void LoadTiles(const StridedTransposeShape& s, const __half* __restri
   if constexpr (kVectorLoads) {
     // 8 halves (16 bytes) per load; K and cols are multiples of 8, so a chunk that
     // starts inside the matrix ends inside it.
+    // Every load of the step is issued before any store, so the four round trips
+    // overlap instead of each waiting for the previous store.
     constexpr int kChunksA = kTileK / 8, kChunksB = kTileCols / 8;
-    for (int c = threadIdx.x; c < kTileRows * kChunksA; c += kBlockThreads) {
-      const int r = c / kChunksA, kk = (c % kChunksA) * 8;
+    constexpr int kPerThreadA = kTileRows * kChunksA / kBlockThreads, kPerThreadB = kTileK * kChunksB / kBlockThreads;
+    static_assert(kPerThreadA * kBlockThreads == kTileRows * kChunksA && kPerThreadB * kBlockThreads == kTileK * kChunksB,
+                  "whole chunks per thread");
+    uint4 va[kPerThreadA], vb[kPerThreadB];
+#pragma unroll
+    for (int i = 0; i < kPerThreadA; ++i) {
+      const int c = threadIdx.x + i * kBlockThreads, r = c / kChunksA, kk = (c % kChunksA) * 8;
       const int64_t row = row0 + r, kg = k0 + kk;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (row < rows && kg < K) v = *reinterpret_cast<const uint4*>(x + row * K + kg);
-      *reinterpret_cast<uint4*>(a_tile + r * kLdA + kk) = v;
+      va[i] = row < rows && kg < K ? *reinterpret_cast<const uint4*>(x + row * K + kg) : make_uint4(0, 0, 0, 0);
     }
-    for (int c = threadIdx.x; c < kTileK * kChunksB; c += kBlockThreads) {
-      const int kk = c / kChunksB, cc = (c % kChunksB) * 8;
+#pragma unroll
+    for (int i = 0; i < kPerThreadB; ++i) {
+      const int c = threadIdx.x + i * kBlockThreads, kk = c / kChunksB, cc = (c % kChunksB) * 8;
       const int64_t kg = k0 + kk, col = col0 + cc;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (kg < K && col < cols) v = *reinterpret_cast<const uint4*>(w + kg * cols + col);
-      *reinterpret_cast<uint4*>(b_tile + kk * kLdB + cc) = v;
+      vb[i] = kg < K && col < cols ? *reinterpret_cast<const uint4*>(w + kg * cols + col) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int i = 0; i < kPerThreadA; ++i) {
+      const int c = threadIdx.x + i * kBlockThreads;
+      *reinterpret_cast<uint4*>(a_tile + (c / kChunksA) * kLdA + (c % kChunksA) * 8) = va[i];
+    }
+#pragma unroll
+    for (int i = 0; i < kPerThreadB; ++i) {
+      const int c = threadIdx.x + i * kBlockThreads;
+      *reinterpret_cast<uint4*>(b_tile + (c / kChunksB) * kLdB + (c % kChunksB) * 8) = vb[i];
     }
   } else {
     const __half zero = __float2half(0.0f);
@@ -69,18 +84,18 @@ __device__ void LoadTiles(const StridedTransposeShape& s, const __half* __restri
 }
 
 template <bool kVectorLoads>
-__global__ void __launch_bounds__(kBlockThreads, 5)
+__global__ void __launch_bounds__(kBlockThreads, kBlocksPerSm)
     StridedTransposeKernel(StridedTransposeShape s, const __half* __restrict__ x, const __half* __restrict__ w,
                            const __half* __restrict__ bias, __half* __restrict__ y, int64_t col_tiles,
-                           int64_t tiles) {
+                           int64_t tiles, bool pairs) {
   __shared__ __align__(128) __half a_tile[kTileRows * kLdA];
   __shared__ __align__(128) __half b_tile[kTileK * kLdB];
   __shared__ __align__(128) float c_tile[kTileRows * kLdC];
-  // Per tile: where each row's and each column's outputs go, and each column's bias
-  // (computed once per tile, not per element: these are 64-bit divisions).
+  // Per tile: where each row's outputs go (one 64-bit division chain per row, not per
+  // element). Each thread's column is the same for every row it stores (the block's
+  // 128 threads cover whole tile rows), so its offset and bias are computed once per
+  // tile, in registers.
   __shared__ int64_t row_base[kTileRows];
-  __shared__ int64_t col_offset[kTileCols];
-  __shared__ float col_bias[kTileCols];
   const int64_t rows = StridedTransposeRows(s), cols = StridedTransposeCols(s);
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int warp_row = (warp / 2) * 32, warp_col = (warp % 2) * 32;
@@ -106,37 +121,40 @@ __global__ void __launch_bounds__(kBlockThreads, 5)
       for (int j = 0; j < 2; ++j)
         wmma::store_matrix_sync(c_tile + (warp_row + i * 16) * kLdC + warp_col + j * 16, acc[i][j], kLdC,
                                 wmma::mem_row_major);
-    static_assert(kBlockThreads >= kTileRows + kTileCols, "one thread per tile row and per tile column");
     if (threadIdx.x < kTileRows) {
       const int64_t row = row0 + threadIdx.x;
       row_base[threadIdx.x] = row < rows ? StridedTransposeRowBase(s, row) : 0;
-    } else if (threadIdx.x < kTileRows + kTileCols) {
-      const int c = threadIdx.x - kTileRows;
-      const int64_t col = col0 + c;
-      col_offset[c] = col < cols ? StridedTransposeColumnOffset(s, col) : 0;
-      col_bias[c] = bias && col < cols ? __half2float(bias[col % s.cout]) : 0.0f;
     }
     __syncthreads();
-    if (s.cout % 2 == 0) {
+    // Rows this tile has (the rest of the last row tile is padding).
+    const int tile_rows = rows - row0 < kTileRows ? static_cast<int>(rows - row0) : kTileRows;
+    if (pairs) {
       // Column pairs: with Cout even, both columns are one tap's neighbouring channels
-      // and the pair's offset is even (4-byte aligned).
+      // and the pair's offset is even (4-byte aligned; Y is, or pairs is false).
       constexpr int kPairs = kTileCols / 2;
-      for (int e = threadIdx.x; e < kTileRows * kPairs; e += kBlockThreads) {
-        const int r = e / kPairs, c = (e % kPairs) * 2;
-        const int64_t row = row0 + r, col = col0 + c;
-        if (row >= rows || col >= cols) continue;
-        const float v0 = c_tile[r * kLdC + c] + col_bias[c], v1 = c_tile[r * kLdC + c + 1] + col_bias[c + 1];
-        *reinterpret_cast<__half2*>(y + row_base[r] + col_offset[c]) = __floats2half2_rn(v0, v1);
+      static_assert(kBlockThreads % kPairs == 0, "a thread keeps its column pair");
+      const int c = (static_cast<int>(threadIdx.x) % kPairs) * 2;
+      const int64_t col = col0 + c;
+      if (col < cols) {  // then so is col + 1 (cols is even)
+        const int64_t offset = StridedTransposeColumnOffset(s, col);
+        const float b0 = bias ? __half2float(bias[col % s.cout]) : 0.0f;
+        const float b1 = bias ? __half2float(bias[(col + 1) % s.cout]) : 0.0f;
+        for (int r = static_cast<int>(threadIdx.x) / kPairs; r < tile_rows; r += kBlockThreads / kPairs)
+          *reinterpret_cast<__half2*>(y + row_base[r] + offset) =
+              __floats2half2_rn(c_tile[r * kLdC + c] + b0, c_tile[r * kLdC + c + 1] + b1);
       }
     } else {
-      for (int e = threadIdx.x; e < kTileRows * kTileCols; e += kBlockThreads) {
-        const int r = e / kTileCols, c = e % kTileCols;
-        const int64_t row = row0 + r, col = col0 + c;
-        if (row >= rows || col >= cols) continue;
-        y[row_base[r] + col_offset[c]] = __float2half_rn(c_tile[r * kLdC + c] + col_bias[c]);
+      static_assert(kBlockThreads % kTileCols == 0, "a thread keeps its column");
+      const int c = static_cast<int>(threadIdx.x) % kTileCols;
+      const int64_t col = col0 + c;
+      if (col < cols) {
+        const int64_t offset = StridedTransposeColumnOffset(s, col);
+        const float b = bias ? __half2float(bias[col % s.cout]) : 0.0f;
+        for (int r = static_cast<int>(threadIdx.x) / kTileCols; r < tile_rows; r += kBlockThreads / kTileCols)
+          y[row_base[r] + offset] = __float2half_rn(c_tile[r * kLdC + c] + b);
       }
     }
-    __syncthreads();  // c_tile and the per-tile tables are rewritten for the next tile
+    __syncthreads();  // c_tile and row_base are rewritten for the next tile
   }
 }
 
@@ -148,15 +166,19 @@ Status LaunchStridedTranspose(const CudaContext& ctx, const StridedTransposeShap
   if (rows <= 0 || cols <= 0 || shape.cin <= 0) return InvalidArgument("strided ConvTranspose: empty GEMM");
   const int64_t col_tiles = (cols + kTileCols - 1) / kTileCols;
   const int64_t tiles = ((rows + kTileRows - 1) / kTileRows) * col_tiles;
-  // Enough blocks to fill every SM several times over; each walks the tiles.
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, int64_t{ctx.num_sms} * 16));
+  // One wave of resident blocks; each walks the tiles (more blocks would only queue).
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, int64_t{ctx.num_sms} * kBlocksPerSm));
+  // half2 stores need Cout even and Y 4-byte aligned (arena values are).
+  const bool pairs = shape.cout % 2 == 0 && reinterpret_cast<uintptr_t>(y) % 4 == 0;
   // 16-byte loads also need 16-byte aligned X and W (arena values and cudaMalloc'd
   // filters are; a view at an odd offset takes the element-wise loads).
   const bool aligned = (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w)) % 16 == 0;
   if (aligned && StridedTransposeVectorLoads(shape)) {
-    StridedTransposeKernel<true><<<grid, kBlockThreads, 0, ctx.stream>>>(shape, x, w, bias, y, col_tiles, tiles);
+    StridedTransposeKernel<true><<<grid, kBlockThreads, 0, ctx.stream>>>(shape, x, w, bias, y, col_tiles, tiles,
+                                                                         pairs);
   } else {
-    StridedTransposeKernel<false><<<grid, kBlockThreads, 0, ctx.stream>>>(shape, x, w, bias, y, col_tiles, tiles);
+    StridedTransposeKernel<false><<<grid, kBlockThreads, 0, ctx.stream>>>(shape, x, w, bias, y, col_tiles, tiles,
+                                                                          pairs);
   }
   ITKIT_CUDA_CHECK_LAUNCH("StridedTransposeKernel");
   return Status::Ok();

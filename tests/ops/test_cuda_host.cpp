@@ -396,6 +396,13 @@ TEST(CudaStridedTranspose, TileWalkMatchesTheDefinition) {
       for (int64_t co = 0; co < s.cout; ++co)
         for (int64_t t = 0; t < taps; ++t)
           w_packed[static_cast<size_t>((ci * taps + t) * s.cout + co)] = w[static_cast<size_t>((ci * s.cout + co) * taps + t)];
+    // The kernel's half2 stores (Cout even): a pair starting at an even column is one
+    // tap's neighbouring channels, so its second element is the next one in Y.
+    if (s.cout % 2 == 0) {
+      for (int64_t col = 0; col + 1 < StridedTransposeCols(s); col += 2) {
+        ASSERT_EQ(StridedTransposeColumnOffset(s, col + 1), StridedTransposeColumnOffset(s, col) + 1) << "col " << col;
+      }
+    }
     int64_t writes = 0;
     const std::vector<float> got = StridedTransposeTileWalk(s, x_ndhwc, w_packed, b, &writes);
     const std::vector<float> want = ConvTransposeByDefinition(s, x, w, b);
