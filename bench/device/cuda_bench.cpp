@@ -66,7 +66,8 @@ Tensor RandomNormal(const Shape& shape, uint32_t seed) {
 // ITKIT_HALF_STORAGE=0 / ITKIT_CUDA_GRAPHS=0 / ITKIT_CHANNELS_LAST=0 switch those
 // features off, for ablations; ITKIT_CUDNN_WORKSPACE_MB sets the workspace cap;
 // ITKIT_OWN_KERNELS=library|own|auto picks CudaBackendOptions::own_kernels;
-// ITKIT_CUDNN_GRAPH=0 keeps cuDNN's graph-API engines out of the convolution race.
+// ITKIT_CUDNN_GRAPH=0 keeps cuDNN's graph-API engines out of the convolution race
+// (CreateCudaBackend reads it, for every program; printed here).
 bool EnvOff(const char* name) {
   const char* v = std::getenv(name);
   return v && std::string(v) == "0";
@@ -80,7 +81,6 @@ Result<std::shared_ptr<Backend>> Cuda(bool fp16, bool tf32, const std::string& c
   o.half_storage = !EnvOff("ITKIT_HALF_STORAGE");
   o.cuda_graphs = !EnvOff("ITKIT_CUDA_GRAPHS");
   o.channels_last = !EnvOff("ITKIT_CHANNELS_LAST");
-  if (EnvOff("ITKIT_CUDNN_GRAPH")) o.cudnn_graph = CudaBackendOptions::CudnnGraph::kOff;
   // ITKIT_CUDNN_WORKSPACE_MB: the per-convolution workspace cap (default 1 GiB); the
   // suspect for TF32's poor algorithm choice at batch 4.
   if (const char* mb = std::getenv("ITKIT_CUDNN_WORKSPACE_MB"); mb && *mb)
@@ -98,7 +98,7 @@ Result<std::shared_ptr<Backend>> Cuda(bool fp16, bool tf32, const std::string& c
               "own kernels %s, cuDNN graph API %s\n",
               fp16 ? "fp16" : "fp32", tf32 ? " tf32" : "", o.half_storage ? "on" : "off",
               fp16 && o.channels_last ? "on" : "off", o.cuda_graphs ? "on" : "off", o.max_workspace_bytes >> 20,
-              own_kernels.c_str(), o.cudnn_graph == CudaBackendOptions::CudnnGraph::kOff ? "off" : "on");
+              own_kernels.c_str(), EnvOff("ITKIT_CUDNN_GRAPH") ? "off" : "on");  // CreateCudaBackend applies it
   return CreateCudaBackend(o);
 }
 

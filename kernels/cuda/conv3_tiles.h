@@ -100,18 +100,6 @@ ITKIT_HD uint32_t Conv3RowChunkOffset(uint32_t row, uint32_t chunk) {
 // d_begin - 1 goes to slot 0).
 ITKIT_HD int Conv3SlotOf(int64_t plane, int64_t d_begin) { return static_cast<int>((plane - d_begin + 1) & 3); }
 
-// Chunk `e` (0 .. kConv3PlaneVoxels * 4 - 1) of the halo of input plane `plane` for
-// block `b`: where it goes in its slot (*smem_offset) and the element offset in X it
-// comes from, or -1 where the halo lies outside the volume (zeros: the padding).
-ITKIT_HD int64_t Conv3HaloSource(const Conv3Shape& s, const Conv3Block& b, int64_t plane, int e,
-                                 uint32_t* smem_offset) {
-  const int voxel = e / kConv3ChunksPerRow, chunk = e % kConv3ChunksPerRow;
-  *smem_offset = Conv3RowChunkOffset(static_cast<uint32_t>(voxel), static_cast<uint32_t>(chunk));
-  const int64_t h = b.h0 - 1 + voxel / kConv3HaloW, w = b.w0 - 1 + voxel % kConv3HaloW;
-  if (plane < 0 || plane >= s.d || h < 0 || h >= s.h || w < 0 || w >= s.w) return -1;
-  return (((b.n * s.d + plane) * s.h + h) * s.w + w) * kConv3Channels + chunk * 8;
-}
-
 // Accumulator register `i` (0-3) of column tile `nt`, row tile `mt` in lane `lane`:
 // the voxel along the warp's row and the output channel it holds (mma's C layout).
 ITKIT_HD void Conv3AccPosition(int mt, int nt, int i, int lane, int* voxel, int* cout) {
@@ -120,8 +108,9 @@ ITKIT_HD void Conv3AccPosition(int mt, int nt, int i, int lane, int* voxel, int*
 }
 
 // The kernel's walk over one halo plane: thread `t` copies chunks t, t + 256, t + 512,
-// ... (Conv3HaloSource's numbering), stepping its voxel by 64 (= 256 chunks / 4) with
-// one wrap into the next halo row at most, so that no chunk pays for two divisions.
+// ..., chunk e being 16-byte part e % 4 of halo voxel e / 4 (row-major over the 10 x 66
+// halo, voxel (0, 0) at (h0 - 1, w0 - 1)); it steps its voxel by 64 (= 256 chunks / 4)
+// with one wrap into the next halo row at most, so that no chunk pays for two divisions.
 struct Conv3HaloWalker {
   int hh = 0, ww = 0, chunk = 0;  // the current chunk's halo row, halo column and 16-byte part
   int e = 0;                      // its number
@@ -143,8 +132,9 @@ struct Conv3HaloWalker {
       ++hh;
     }
   }
-  // As Conv3HaloSource(s, b, plane, e, smem_offset), with the plane's base offset in X
-  // (((n * D + plane) * H) * W * 32) and whether the plane is inside the volume given.
+  // Where the chunk goes in its slot (*smem_offset) and the element offset in X it comes
+  // from, or -1 where the halo lies outside the volume (zeros: the padding); given the
+  // plane's base offset in X (Conv3PlaneBase) and whether the plane is inside the volume.
   ITKIT_HD int64_t Source(const Conv3Shape& s, const Conv3Block& b, int64_t plane_base, bool plane_inside,
                           uint32_t* smem_offset) const {
     *smem_offset = Conv3RowChunkOffset(static_cast<uint32_t>(hh * kConv3HaloW + ww), static_cast<uint32_t>(chunk));

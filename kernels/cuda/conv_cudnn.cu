@@ -31,6 +31,7 @@
 #include "cuda/common.cuh"
 #include "cuda/cudnn_graph_conv.h"
 #include "cuda/own_kernels.cuh"
+#include "itkit/channels_last.h"
 #include "itkit/log.h"
 #include "shape_infer/window_geometry.h"
 
@@ -147,27 +148,14 @@ struct Descriptors {
 // Dims [N, C, spatial...] with NC(D)HW or N(D)HWC strides.
 Status SetTensor(cudnnTensorDescriptor_t desc, cudnnDataType_t type, int64_t n, int64_t c,
                  const std::vector<int64_t>& sp, bool channels_last) {
-  const int rank = 2 + static_cast<int>(sp.size());
+  Shape logical = {n, c};
+  logical.insert(logical.end(), sp.begin(), sp.end());
+  const std::vector<int64_t> strides64 = LogicalStrides(logical, channels_last);
+  const int rank = static_cast<int>(logical.size());
   int dims[kMaxDims], strides[kMaxDims];
-  int64_t s = 1;
-  for (int64_t v : sp) s *= v;
-  dims[0] = static_cast<int>(n);
-  dims[1] = static_cast<int>(c);
-  for (size_t i = 0; i < sp.size(); ++i) dims[2 + i] = static_cast<int>(sp[i]);
-  if (channels_last) {
-    strides[1] = 1;
-    int64_t acc = c;
-    for (int i = rank - 1; i >= 2; --i) {
-      strides[i] = static_cast<int>(acc);
-      acc *= dims[i];
-    }
-    strides[0] = static_cast<int>(acc);
-  } else {
-    int64_t acc = 1;
-    for (int i = rank - 1; i >= 0; --i) {
-      strides[i] = static_cast<int>(acc);
-      acc *= dims[i];
-    }
+  for (int i = 0; i < rank; ++i) {
+    dims[i] = static_cast<int>(logical[static_cast<size_t>(i)]);
+    strides[i] = static_cast<int>(strides64[static_cast<size_t>(i)]);
   }
   ITKIT_CUDNN_CHECK(dnn().SetTensorNdDescriptor(desc, type, rank, dims, strides));
   return Status::Ok();
@@ -398,10 +386,10 @@ class ConvKernel final : public OpKernel {
       return;
     }
     int verdict = race->own_wins() ? kOwnWins : kCudnnWins;
-    if (!race->agree) {
+    if (!race->output.agree) {
       verdict = kOwnDisagrees;
-      LogWarning("CUDA: ", node.Describe(), ": our ", what, " differs from cuDNN's by up to ", race->max_abs_diff,
-                 " (output scale ", race->max_abs_library, "); cuDNN runs it");
+      LogWarning("CUDA: ", node.Describe(), ": our ", what, " differs from cuDNN's by up to ",
+                 race->output.max_abs_diff, " (output scale ", race->output.max_abs_library, "); cuDNN runs it");
     } else {
       LogInfo("CUDA: ", node.Describe(), ": ", what, " ", race->own_ms, " ms ours vs ", race->library_ms,
               " ms cuDNN: ", verdict == kOwnWins ? "ours" : "cuDNN", " runs it");

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "cuda/own_kernels.cuh"
+#include "itkit/channels_last.h"
 #include "itkit/log.h"
 
 namespace itkit::cuda {
@@ -42,38 +43,16 @@ Status Finalize(const BackendDescriptor& d, const char* what) {
   return Status::Ok();
 }
 
-std::vector<int64_t> ShapeOf(int64_t n, int64_t c, const std::vector<int64_t>& spatial) {
-  std::vector<int64_t> dims = {n, c};
+Shape ShapeOf(int64_t n, int64_t c, const std::vector<int64_t>& spatial) {
+  Shape dims = {n, c};
   dims.insert(dims.end(), spatial.begin(), spatial.end());
   return dims;
 }
 
-// Strides of [A, B, spatial...] stored [A][B][spatial...] or, channels-last, [A][spatial...][B].
-std::vector<int64_t> Strides(int64_t b, const std::vector<int64_t>& spatial, bool channels_last) {
-  const size_t nd = spatial.size();
-  std::vector<int64_t> strides(nd + 2);
-  int64_t acc = 1;
-  if (channels_last) {
-    strides[1] = 1;
-    acc = b;
-    for (size_t i = nd; i-- > 0;) {
-      strides[2 + i] = acc;
-      acc *= spatial[i];
-    }
-    strides[0] = acc;
-  } else {
-    for (size_t i = nd; i-- > 0;) {
-      strides[2 + i] = acc;
-      acc *= spatial[i];
-    }
-    strides[1] = acc;
-    strides[0] = acc * b;
-  }
-  return strides;
-}
-
-Result<BackendDescriptor> MakeTensor(int64_t uid, cudnnDataType_t type, const std::vector<int64_t>& dims,
-                                 const std::vector<int64_t>& strides) {
+// A dense tensor of logical dims [A, B, spatial...], stored row-major or channels-last
+// ([A][spatial...][B]: NDHWC data, and the filter layout [K][k...][C]).
+Result<BackendDescriptor> MakeTensor(int64_t uid, cudnnDataType_t type, const Shape& dims, bool channels_last) {
+  const std::vector<int64_t> strides = LogicalStrides(dims, channels_last);
   ITKIT_ASSIGN_OR_RETURN(BackendDescriptor d, BackendDescriptor::Create(CUDNN_BACKEND_TENSOR_DESCRIPTOR));
   const auto rank = static_cast<int64_t>(dims.size());
   ITKIT_RETURN_IF_ERROR(Set(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type, "tensor data type"));
@@ -140,14 +119,6 @@ Result<BackendDescriptor> BackendDescriptor::Create(cudnnBackendDescriptorType_t
   return Result<BackendDescriptor>(std::move(d));
 }
 
-std::vector<int64_t> GraphConvDataStrides(const GraphConvSpec& spec, bool x) {
-  return Strides(x ? spec.cin : spec.cout, x ? spec.in : spec.out, spec.channels_last);
-}
-
-std::vector<int64_t> GraphConvFilterStrides(const GraphConvSpec& spec) {
-  return Strides(spec.cin, spec.kernel, spec.channels_last);
-}
-
 Result<std::shared_ptr<GraphConvSearch>> GraphConvSearch::Create(cudnnHandle_t handle, const GraphConvSpec& spec) {
   const size_t nd = spec.in.size();
   if (nd < 1 || spec.out.size() != nd || spec.kernel.size() != nd || spec.pads.size() != nd ||
@@ -155,12 +126,12 @@ Result<std::shared_ptr<GraphConvSearch>> GraphConvSearch::Create(cudnnHandle_t h
     return InvalidArgument("graph convolution: inconsistent spatial ranks");
   std::shared_ptr<GraphConvSearch> s(new GraphConvSearch());
   s->handle_ = handle;
-  ITKIT_ASSIGN_OR_RETURN(BackendDescriptor x, MakeTensor(kUidX, spec.data, ShapeOf(spec.n, spec.cin, spec.in),
-                                                     GraphConvDataStrides(spec, true)));
-  ITKIT_ASSIGN_OR_RETURN(BackendDescriptor w, MakeTensor(kUidW, spec.data, ShapeOf(spec.cout, spec.cin, spec.kernel),
-                                                     GraphConvFilterStrides(spec)));
-  ITKIT_ASSIGN_OR_RETURN(BackendDescriptor y, MakeTensor(kUidY, spec.data, ShapeOf(spec.n, spec.cout, spec.out),
-                                                     GraphConvDataStrides(spec, false)));
+  ITKIT_ASSIGN_OR_RETURN(BackendDescriptor x,
+                         MakeTensor(kUidX, spec.data, ShapeOf(spec.n, spec.cin, spec.in), spec.channels_last));
+  ITKIT_ASSIGN_OR_RETURN(BackendDescriptor w,
+                         MakeTensor(kUidW, spec.data, ShapeOf(spec.cout, spec.cin, spec.kernel), spec.channels_last));
+  ITKIT_ASSIGN_OR_RETURN(BackendDescriptor y,
+                         MakeTensor(kUidY, spec.data, ShapeOf(spec.n, spec.cout, spec.out), spec.channels_last));
 
   ITKIT_ASSIGN_OR_RETURN(s->conv_, BackendDescriptor::Create(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR));
   const auto rank = static_cast<int64_t>(nd);
@@ -290,10 +261,25 @@ Status GraphConvPlan::Execute(cudnnHandle_t handle, const void* x, const void* w
 
 int64_t CudnnGraphExecutions() { return executions.load(std::memory_order_relaxed); }
 
+namespace {
+
+struct GraphConvRace {
+  std::unique_ptr<GraphConvPlan> plan;  // the fastest candidate that agreed (null: none did)
+  int candidate = -1;                    // its index in the search
+  double graph_ms = 0, legacy_ms = 0;
+  int tried = 0, refused = 0, disagreed = 0;  // candidates planned / refused by cuDNN / off the legacy output
+  // Faster by more than timing noise (3 %): a near tie keeps the convolution API's
+  // algorithm, whose workspace is usually the smaller.
+  bool graph_wins() const { return plan && graph_ms < 0.97 * legacy_ms; }
+};
+
+// Runs the convolution API's `legacy` (x, w, y, workspace) and up to `max_candidates`
+// graph plans (workspace <= max_workspace) on random data of the spec's shape; keeps
+// the candidates whose output agrees with legacy's (|diff| <= tolerance x output scale)
+// and times each (best of 3).
 Result<GraphConvRace> RaceGraphConv(CudaContext& ctx, const GraphConvSearch& search, const GraphConvSpec& spec,
-                                    const std::function<Status(const void*, const void*, void*, void*)>& legacy,
-                                    size_t legacy_workspace, size_t max_workspace, size_t max_candidates,
-                                    double tolerance) {
+                                    const LegacyConv& legacy, size_t legacy_workspace, size_t max_workspace,
+                                    size_t max_candidates, double tolerance) {
   GraphConvRace race;
   std::vector<std::pair<size_t, std::unique_ptr<GraphConvPlan>>> plans;
   size_t workspace = legacy_workspace;
@@ -312,13 +298,9 @@ Result<GraphConvRace> RaceGraphConv(CudaContext& ctx, const GraphConvSearch& sea
 
   const bool half = spec.data == CUDNN_DATA_HALF;
   const size_t elem = half ? 2 : 4;
-  auto product = [](const std::vector<int64_t>& v) {
-    int64_t p = 1;
-    for (int64_t e : v) p *= e;
-    return p;
-  };
-  const int64_t x_count = spec.n * spec.cin * product(spec.in), w_count = spec.cout * spec.cin * product(spec.kernel),
-                y_count = spec.n * spec.cout * product(spec.out);
+  const int64_t x_count = ElementCount(ShapeOf(spec.n, spec.cin, spec.in)),
+                w_count = ElementCount(ShapeOf(spec.cout, spec.cin, spec.kernel)),
+                y_count = ElementCount(ShapeOf(spec.n, spec.cout, spec.out));
   ITKIT_ASSIGN_OR_RETURN(DeviceBuffer x, ctx.Allocate(static_cast<size_t>(x_count) * elem));
   ITKIT_ASSIGN_OR_RETURN(DeviceBuffer w, ctx.Allocate(static_cast<size_t>(w_count) * elem));
   ITKIT_ASSIGN_OR_RETURN(DeviceBuffer y_legacy, ctx.Allocate(static_cast<size_t>(y_count) * elem));
@@ -365,6 +347,8 @@ Result<GraphConvRace> RaceGraphConv(CudaContext& ctx, const GraphConvSearch& sea
   ITKIT_ASSIGN_OR_RETURN(race.legacy_ms, BestTimeMs(ctx, run_legacy, 3));
   return Result<GraphConvRace>(std::move(race));
 }
+
+}  // namespace
 
 std::unique_ptr<GraphConvPlan> SelectGraphConvPlan(CudaContext& ctx, const GraphConvSpec& spec, const std::string& key,
                                                    const LegacyConv& legacy, size_t legacy_workspace) {

@@ -93,29 +93,6 @@ class GraphConvSearch : public std::enable_shared_from_this<GraphConvSearch> {
   std::vector<int64_t> engines_;  // global index per config
 };
 
-// The element offsets / strides cudnn expects for the spec's X (x = true) or Y; W below.
-std::vector<int64_t> GraphConvDataStrides(const GraphConvSpec& spec, bool x);
-std::vector<int64_t> GraphConvFilterStrides(const GraphConvSpec& spec);
-
-struct GraphConvRace {
-  std::unique_ptr<GraphConvPlan> plan;  // the fastest candidate that agreed (null: none did)
-  int candidate = -1;                    // its index in the search
-  double graph_ms = 0, legacy_ms = 0;
-  int tried = 0, refused = 0, disagreed = 0;  // candidates planned / refused by cuDNN / off the legacy output
-  // Faster by more than timing noise (3 %): a near tie keeps the convolution API's
-  // algorithm, whose workspace is usually the smaller.
-  bool graph_wins() const { return plan && graph_ms < 0.97 * legacy_ms; }
-};
-
-// Runs the convolution API's `legacy` (x, w, y, workspace) and up to `max_candidates`
-// graph plans (workspace <= max_workspace) on random data of the spec's shape; keeps
-// the candidates whose output agrees with legacy's (|diff| <= tolerance x output scale)
-// and times each (best of 3).
-Result<GraphConvRace> RaceGraphConv(CudaContext& ctx, const GraphConvSearch& search, const GraphConvSpec& spec,
-                                    const std::function<Status(const void*, const void*, void*, void*)>& legacy,
-                                    size_t legacy_workspace, size_t max_workspace, size_t max_candidates,
-                                    double tolerance);
-
 using LegacyConv = std::function<Status(const void* x, const void* w, void* y, void* workspace)>;
 
 // A graph-API plan for the convolution, or null where the convolution API's algorithm

@@ -235,18 +235,19 @@ __global__ void ChannelsLastPartialStatsKernel(const T* __restrict__ x, int64_t 
 
 bool AlignedTo(const void* p, size_t bytes) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-// Channels per thread of the partial pass: 16 bytes where C allows (the pass is bound by
-// reading x once; 4-byte loads left it short of the memory's bandwidth), else 2 or 1.
-int StatsPack(int64_t C, size_t elem_bytes) {
-  const int64_t wide = static_cast<int64_t>(16 / elem_bytes);
-  return C % wide == 0 ? static_cast<int>(wide) : (C % 2 == 0 ? 2 : 1);
+// Channels per thread of the partial pass: 16 bytes where C (and x's alignment, when
+// given) allows (the pass is bound by reading x once; 4-byte loads left it short of the
+// memory's bandwidth), else 2 or 1.
+int StatsPack(int64_t C, size_t elem_bytes, const void* x = nullptr) {
+  for (const int pack : {static_cast<int>(16 / elem_bytes), 2})
+    if (C % pack == 0 && AlignedTo(x, static_cast<size_t>(pack) * elem_bytes)) return pack;
+  return 1;
 }
 
 template <typename T>
 Status LaunchChannelsLastStats(const CudaContext& ctx, const T* x, int64_t N, int64_t S, int64_t C, int parts,
                                Welford* partials) {
-  int pack = StatsPack(C, sizeof(T));
-  if (!AlignedTo(x, static_cast<size_t>(pack) * sizeof(T))) pack = AlignedTo(x, 2 * sizeof(T)) && C % 2 == 0 ? 2 : 1;
+  const int pack = StatsPack(C, sizeof(T), x);
   const int64_t row_packs = C / pack, width = std::min<int64_t>(row_packs, 32);
   const dim3 grid(parts, static_cast<unsigned>(std::min<int64_t>((row_packs + width - 1) / width, 65535)),
                   static_cast<unsigned>(std::min<int64_t>(N, 65535)));

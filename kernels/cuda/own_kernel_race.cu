@@ -115,10 +115,7 @@ Result<KernelRace> RaceOwnKernel(CudaContext& ctx, const std::function<Status()>
   // Correctness first: a kernel that disagrees is never timed into use.
   ITKIT_RETURN_IF_ERROR(library());
   ITKIT_RETURN_IF_ERROR(own());
-  ITKIT_ASSIGN_OR_RETURN(const OutputDifference d, CompareOutputs(ctx, library_out, own_out, true, count, tolerance));
-  race.max_abs_diff = d.max_abs_diff;
-  race.max_abs_library = d.max_abs_library;
-  race.agree = d.agree;
+  ITKIT_ASSIGN_OR_RETURN(race.output, CompareOutputs(ctx, library_out, own_out, true, count, tolerance));
   ITKIT_ASSIGN_OR_RETURN(race.library_ms, BestTimeMs(ctx, library, repeats));
   ITKIT_ASSIGN_OR_RETURN(race.own_ms, BestTimeMs(ctx, own, repeats));
   return race;

@@ -28,12 +28,17 @@ Status PrepareConv3C32(const CudaContext& ctx);
 Status LaunchConv3C32(const CudaContext& ctx, const Conv3Shape& shape, const __half* x, const __half* w,
                       const __half* bias, const __half* z, __half* y, Act act, float alpha);
 
+// Two outputs compared: max |own - library| (NaN if either has NaN) against the
+// library's scale max |library|.
+struct OutputDifference {
+  double max_abs_diff = 0, max_abs_library = 0;
+  bool agree = false;  // max_abs_diff <= tolerance * max(max_abs_library, 1e-3), no NaN
+};
+
 struct KernelRace {
   double library_ms = 0, own_ms = 0;  // per run, the best of a few
-  double max_abs_diff = 0;            // |own - library| over the output (NaN if either has NaN)
-  double max_abs_library = 0;         // the scale the difference is judged against
-  bool agree = false;                 // max_abs_diff <= tolerance * max(max_abs_library, 1e-3)
-  bool own_wins() const { return agree && own_ms < library_ms; }
+  OutputDifference output;
+  bool own_wins() const { return output.agree && own_ms < library_ms; }
 };
 
 // Runs `library` and `own` once each (each writes `count` f16 values, to `library_out`
@@ -48,10 +53,6 @@ Status FillPseudoRandom(const CudaContext& ctx, __half* data, int64_t count, uin
 Status FillPseudoRandom(const CudaContext& ctx, float* data, int64_t count, uint32_t seed);
 
 // The pieces of a race, also for other contenders (cudnn_graph_conv.h).
-struct OutputDifference {
-  double max_abs_diff = 0, max_abs_library = 0;
-  bool agree = false;  // max_abs_diff <= tolerance * max(max_abs_library, 1e-3), no NaN
-};
 // Compares `count` values (f16 when `half`, else f32) of two outputs on the device.
 Result<OutputDifference> CompareOutputs(CudaContext& ctx, const void* library_out, const void* own_out, bool half,
                                         int64_t count, double tolerance);

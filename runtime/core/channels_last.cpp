@@ -55,6 +55,15 @@ Shape ChannelsLastStoredShape(const Shape& logical) {
   return stored;
 }
 
+std::vector<int64_t> LogicalStrides(const Shape& logical, bool channels_last) {
+  if (!channels_last || logical.size() < 3) return ContiguousStrides(logical);
+  // Stored axis 0 is N, 1..k the spatial axes, k+1 the channels.
+  const std::vector<int64_t> stored = ContiguousStrides(ChannelsLastStoredShape(logical));
+  std::vector<int64_t> strides = {stored[0], stored.back()};
+  strides.insert(strides.end(), stored.begin() + 1, stored.end() - 1);
+  return strides;
+}
+
 std::vector<int64_t> ToChannelsLastPerm(int rank) {
   std::vector<int64_t> perm = {0};
   for (int i = 2; i < rank; ++i) perm.push_back(i);

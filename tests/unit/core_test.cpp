@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "itkit/channels_last.h"
 #include "itkit/dtype.h"
 #include "itkit/graph.h"
 #include "itkit/tensor.h"
@@ -31,6 +32,17 @@ TEST(Tensor, RejectsOverflowingAndHugeShapes) {
   auto huge = Tensor::Allocate(DType::kF32, {int64_t{1} << 20, int64_t{1} << 20});
   ASSERT_FALSE(huge.ok());
   EXPECT_EQ(huge.status().code(), StatusCode::kResourceExhausted);
+}
+
+// Strides of logical axes, derived by hand from the stored layouts.
+TEST(Tensor, LogicalStridesOfRowMajorAndChannelsLastValues) {
+  // [N, C, H, W] = [2, 3, 4, 5] stored row-major, and stored [2][4][5][3].
+  EXPECT_EQ(LogicalStrides({2, 3, 4, 5}, false), (std::vector<int64_t>{60, 20, 5, 1}));
+  EXPECT_EQ(LogicalStrides({2, 3, 4, 5}, true), (std::vector<int64_t>{60, 1, 15, 3}));
+  // A filter [K, C, kd, kh, kw] = [8, 3, 2, 2, 2] in cuDNN's NDHWC layout [K][kd][kh][kw][C].
+  EXPECT_EQ(LogicalStrides({8, 3, 2, 2, 2}, true), (std::vector<int64_t>{24, 1, 12, 6, 3}));
+  // No channels-last form below rank 3: row-major.
+  EXPECT_EQ(LogicalStrides({4, 5}, true), (std::vector<int64_t>{5, 1}));
 }
 
 TEST(Graph, DetectsCycleAndDanglingInput) {

@@ -21,6 +21,10 @@ inline bool HasChannelsLastForm(const Shape& s) { return s.size() >= 3 && s.size
 
 // [N, C, S1..Sk] -> [N, S1..Sk, C]: the row-major shape of the stored data.
 Shape ChannelsLastStoredShape(const Shape& logical);
+// Element strides of the logical axes [N, C, S1..Sk] of a dense value stored row-major
+// or, with `channels_last`, as [N, S1..Sk, C] (e.g. for cuDNN descriptors, which take
+// logical dims with strides). Ranks without a channels-last form are row-major.
+std::vector<int64_t> LogicalStrides(const Shape& logical, bool channels_last);
 // Transpose perms between the logical order and the channels-last stored order.
 std::vector<int64_t> ToChannelsLastPerm(int rank);    // [0, 2, .., r-1, 1]
 std::vector<int64_t> FromChannelsLastPerm(int rank);  // [0, r-1, 1, .., r-2]
