@@ -15,7 +15,7 @@
 //       sliding-window pass (Gaussian blending and argmax on the GPU through
 //       itkit/cuda_accumulator.h) with peak GPU memory. As in torch_reference.py the
 //       volume is on the GPU before the clock starts and windows are cut there
-//       (cudaMemcpy3D); the pipeline instead extracts them on the host, on a helper
+//       (cuda::GatherWindows, on the backend's stream); the pipeline instead extracts them on the host, on a helper
 //       thread, while the GPU runs the previous batch.
 #include <algorithm>
 #include <chrono>
@@ -33,6 +33,7 @@
 
 #include "itkit/cuda_accumulator.h"
 #include "itkit/cuda_backend.h"
+#include "itkit/cuda_window_gather.h"
 #include "itkit/devices.h"
 #include "itkit/onnx_importer.h"
 #include "itkit/session.h"
@@ -418,7 +419,7 @@ int RunUNet(const UNetArgs& a) {
   if (Status st = (*backend)->CopyFromHost(volume, volume_dev); !st.ok()) return Fail(st);
   auto batch_buf = (*backend)->Allocate(static_cast<size_t>(ElementCount(window)) * sizeof(float));
   if (!batch_buf.ok()) return Fail(batch_buf.status());
-  const Tensor batch = Tensor::Wrap(DType::kF32, window, batch_buf->owner, batch_buf->data, DeviceKind::kCuda);
+  Tensor batch = Tensor::Wrap(DType::kF32, window, batch_buf->owner, batch_buf->data, DeviceKind::kCuda);
   if (Status st = (*backend)->Synchronize(); !st.ok()) return Fail(st);
   std::vector<std::array<int64_t, 3>> origins;
   for (int64_t z : Starts(D, P, a.stride))
@@ -441,27 +442,17 @@ int RunUNet(const UNetArgs& a) {
   const auto t0 = Clock::now();
   double gather_ms = 0, run_ms = 0, acc_ms = 0;
   for (size_t first = 0; first < origins.size(); first += static_cast<size_t>(a.batch)) {
-    std::vector<std::array<int64_t, 3>> these;
+    std::vector<std::array<int64_t, 3>> these, filled;
     const auto g0 = Clock::now();
     for (int64_t b = 0; b < a.batch; ++b) {
       // A short last batch repeats its last window (its logits are not accumulated twice).
       const auto& o = origins[std::min(first + static_cast<size_t>(b), origins.size() - 1)];
       if (first + static_cast<size_t>(b) < origins.size()) these.push_back(o);
-      // One device-to-device 3-D copy per window (synchronous: the backend's stream
-      // does not order with the legacy default stream).
-      cudaMemcpy3DParms copy = {};
-      copy.srcPtr = make_cudaPitchedPtr(volume_buf->data, static_cast<size_t>(W) * sizeof(float),
-                                        static_cast<size_t>(W), static_cast<size_t>(H));
-      copy.srcPos = make_cudaPos(static_cast<size_t>(o[2]) * sizeof(float), static_cast<size_t>(o[1]),
-                                 static_cast<size_t>(o[0]));
-      copy.dstPtr = make_cudaPitchedPtr(static_cast<float*>(batch_buf->data) + b * P * P * P, static_cast<size_t>(P) * sizeof(float),
-                                        static_cast<size_t>(P), static_cast<size_t>(P));
-      copy.extent = make_cudaExtent(static_cast<size_t>(P) * sizeof(float), static_cast<size_t>(P),
-                                    static_cast<size_t>(P));
-      copy.kind = cudaMemcpyDeviceToDevice;
-      if (cudaError_t e = cudaMemcpy3D(&copy); e != cudaSuccess)
-        return Fail(Internal("cudaMemcpy3D: ", cudaGetErrorString(e)));
+      filled.push_back(o);
     }
+    // One launch on the backend's stream, ordered before the session's run (as
+    // torch_reference.py's slicing is one copy kernel on its stream).
+    if (Status st = cuda::GatherWindows(**backend, volume_dev, filled, batch); !st.ok()) return Fail(st);
     const auto g1 = Clock::now();
     auto logits = (*s)->Run(std::vector<Tensor>{batch}, keep);
     if (!logits.ok()) return Fail(logits.status());
@@ -488,8 +479,8 @@ int RunUNet(const UNetArgs& a) {
   const double used_mib = mem.ok() ? (mem->device_total - mem->device_free) / 1048576.0 : 0;
   auto loop_stats = (*s)->StatsFor({window});
   const double arena_mib = loop_stats.ok() ? loop_stats->arena_bytes / 1048576.0 : 0;
-  std::printf("sliding window %ldx%ldx%ld, patch %ld, stride %ld: %zu windows in %.2f s (%.2f ms/window: gather %.0f "
-              "ms, network %.0f ms, accumulate %.0f ms), peak GPU %.0f MiB (of which arena %.0f, accumulator %.0f, "
+  std::printf("sliding window %ldx%ldx%ld, patch %ld, stride %ld: %zu windows in %.2f s (%.2f ms/window: gather launches %.0f "
+              "ms, network and gather %.0f ms, accumulate %.0f ms), peak GPU %.0f MiB (of which arena %.0f, accumulator %.0f, "
               "volume %.0f; device in use %.0f MiB)\n",
               static_cast<long>(D), static_cast<long>(H), static_cast<long>(W), static_cast<long>(P),
               static_cast<long>(a.stride), origins.size(), total_ms / 1000, total_ms / origins.size(), gather_ms,

@@ -404,7 +404,10 @@ std::unique_ptr<GraphConvPlan> SelectGraphConvPlan(CudaContext& ctx, const Graph
     return nullptr;
   }
   std::string engine = "none agreed";
-  if (race->plan) engine = StrCat("engine ", race->plan->engine(), " ", race->graph_ms, " ms");
+  // Workspaces in the line: a winner's workspace joins the arena (the 3 GiB budget).
+  if (race->plan)
+    engine = StrCat("engine ", race->plan->engine(), " ", race->graph_ms, " ms, ",
+                    race->plan->workspace_bytes() >> 20, " MiB workspace");
   std::unique_ptr<GraphConvPlan> chosen;
   int verdict = 0;
   if (race->graph_wins()) {
@@ -412,7 +415,7 @@ std::unique_ptr<GraphConvPlan> SelectGraphConvPlan(CudaContext& ctx, const Graph
     chosen = std::move(race->plan);
   }
   LogInfo("CUDA: convolution ", spec.cin, "->", spec.cout, " (", key, "): graph API ", engine,
-          " vs convolution API ", race->legacy_ms, " ms (", race->tried, " engines tried, ", race->refused,
+          " vs convolution API ", race->legacy_ms, " ms, ", legacy_workspace >> 20, " MiB (", race->tried, " engines tried, ", race->refused,
           " refused, ", race->disagreed, " disagreed): ", chosen ? "graph API" : "convolution API", " runs it");
   Status saved = ctx.tuning->Insert(
       key, TunedAlgo{verdict, chosen ? static_cast<int>(chosen->engine()) : 0, chosen ? chosen->workspace_bytes() : 0});

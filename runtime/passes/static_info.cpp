@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "itkit/op_table.h"
+#include "shape_infer/window_geometry.h"
 
 namespace itkit::passes {
 namespace {
@@ -94,6 +95,35 @@ bool ConvDims(const Node& n, const StaticInfo& x, const Tensor* w, std::vector<s
   return true;
 }
 
+// ConvTranspose output dims from X's symbolic dims and a constant W ([C_in, C_out /
+// group, k...]). Numeric axes come from the shape rule itself (pads, output_padding,
+// output_shape, auto_pad); a symbolic axis becomes an expression of every attribute
+// that decides it, so two upsamplings of the same value compare equal.
+bool ConvTransposeDims(const Node& n, const StaticInfo& x, const Tensor* w, std::vector<std::string>* out) {
+  if (!x.has_shape || !w || x.dims.size() < 3 || static_cast<size_t>(w->rank()) != x.dims.size()) return false;
+  const size_t nd = x.dims.size() - 2;
+  Shape numeric = {1, w->dim(0)};
+  for (size_t i = 0; i < nd; ++i) numeric.push_back(IsNumber(x.dims[i + 2]) ? std::stoll(x.dims[i + 2]) : 1);
+  const std::vector<int64_t> kernel(w->shape().begin() + 2, w->shape().end());
+  auto g = shape_rules::ComputeWindowGeometry(n, shape_rules::WindowOp::kConvTranspose, numeric, kernel);
+  if (!g.ok()) return false;
+  out->assign({x.dims[0], std::to_string(w->dim(1) * n.attrs.GetInt("group", 1))});
+  const bool explicit_shape = !n.attrs.GetInts("output_shape").empty();
+  const std::vector<int64_t> pads = n.attrs.GetInts("pads", std::vector<int64_t>(2 * nd, 0));
+  const std::vector<int64_t> opad = n.attrs.GetInts("output_padding", std::vector<int64_t>(nd, 0));
+  for (size_t i = 0; i < nd; ++i) {
+    const std::string& in = x.dims[i + 2];
+    if (IsNumber(in) || explicit_shape) {
+      out->push_back(std::to_string(g->out[i]));
+      continue;
+    }
+    out->push_back("convT(" + in + "," + n.attrs.GetString("auto_pad", "NOTSET") + "," + std::to_string(g->kernel[i]) +
+                   "," + std::to_string(g->strides[i]) + "," + std::to_string(g->dilations[i]) + "," +
+                   std::to_string(pads[i]) + "," + std::to_string(pads[i + nd]) + "," + std::to_string(opad[i]) + ")");
+  }
+  return true;
+}
+
 // MaxPool/AveragePool output 0: N and C kept, spatial dims an expression of the window.
 bool PoolDims(const Node& n, const StaticInfo& x, std::vector<std::string>* out) {
   const std::vector<int64_t> k = n.attrs.GetInts("kernel_shape");
@@ -180,6 +210,11 @@ StaticInfoMap::StaticInfoMap(const Graph& graph) {
       r.dtype = in0.dtype;
       auto w = n.inputs.size() > 1 ? graph.initializers.find(n.inputs[1]) : graph.initializers.end();
       r.has_shape = ConvDims(n, in0, w == graph.initializers.end() ? nullptr : &w->second, &r.dims);
+      if (!r.has_shape) r.dims.clear();
+    } else if (onnx && n.op_type == "ConvTranspose") {
+      r.dtype = in0.dtype;
+      auto w = n.inputs.size() > 1 ? graph.initializers.find(n.inputs[1]) : graph.initializers.end();
+      r.has_shape = ConvTransposeDims(n, in0, w == graph.initializers.end() ? nullptr : &w->second, &r.dims);
       if (!r.has_shape) r.dims.clear();
     } else if (onnx && (n.op_type == "MaxPool" || n.op_type == "AveragePool")) {
       r.dtype = in0.dtype;

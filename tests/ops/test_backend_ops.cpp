@@ -25,6 +25,7 @@
 #include "cuda/tuning_cache.h"
 #include "itkit/cuda_accumulator.h"
 #include "itkit/cuda_backend.h"
+#include "itkit/cuda_window_gather.h"
 #endif
 
 namespace itkit::test::ops {
@@ -463,6 +464,64 @@ TEST(CudaAccumulator, LabelsOnlyRingGivesTheWholeVolumeLabels) {
   Tensor two = RandomF32({2, C, 8, 12, 10}, rng, 1.0f);
   EXPECT_EQ((*acc)->Accumulate(two, {{10, 0, 0}, {4, 0, 0}}).code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE((*acc)->Accumulate(one, {{4, 0, 0}}).ok());
+}
+
+// Windows cut on the GPU (f32 [C, D, H, W] and f16 [D, H, W]) against crops written
+// out by hand: windows inside, reaching out of every face, and one past the origins
+// that must keep its sentinel.
+TEST(CudaWindowGather, MatchesTheHostCrop) {
+  auto backend = CreateCudaBackend(CudaBackendOptions{});
+  if (!backend.ok()) GTEST_SKIP() << "CUDA unavailable: " << backend.status().message();
+  std::mt19937 rng(11);
+  const std::vector<std::array<int64_t, 3>> origins = {{0, 0, 0}, {3, 4, 5}, {-2, 7, -3}, {6, -1, 9}};
+  for (const bool half : {false, true}) {
+    const int64_t C = half ? 1 : 2, D = 9, H = 10, W = 11, pz = 4, py = 5, px = 6, B = 5;
+    const Shape vshape = half ? Shape{D, H, W} : Shape{C, D, H, W};
+    const Tensor volume = RandomF32(vshape, rng);
+    const float sentinel = 1234.0f, outside = -7.0f;
+    std::vector<float> expected(static_cast<size_t>(B * C * pz * py * px), sentinel);
+    size_t i = 0;
+    for (int64_t b = 0; b < static_cast<int64_t>(origins.size()); ++b)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t z = 0; z < pz; ++z)
+          for (int64_t y = 0; y < py; ++y)
+            for (int64_t x = 0; x < px; ++x, ++i) {
+              const int64_t vz = origins[b][0] + z, vy = origins[b][1] + y, vx = origins[b][2] + x;
+              const bool in = vz >= 0 && vz < D && vy >= 0 && vy < H && vx >= 0 && vx < W;
+              expected[i] = in ? volume.data<float>()[((c * D + vz) * H + vy) * W + vx] : outside;
+            }
+    const DType dt = half ? DType::kF16 : DType::kF32;
+    auto to_device = [&](const std::vector<float>& values, const Shape& shape) {
+      Tensor host = Tensor::Allocate(dt, shape).value();
+      for (size_t k = 0; k < values.size(); ++k) {
+        if (half) {
+          host.data<uint16_t>()[k] = FloatToHalf(values[k]);
+        } else {
+          host.data<float>()[k] = values[k];
+        }
+      }
+      auto buf = (*backend)->Allocate(host.bytes());
+      EXPECT_TRUE(buf.ok());
+      Tensor dev = Tensor::Wrap(dt, shape, buf->owner, buf->data, DeviceKind::kCuda);
+      EXPECT_TRUE((*backend)->CopyFromHost(host, dev).ok());
+      return dev;
+    };
+    const std::vector<float> vvalues(volume.data<float>(), volume.data<float>() + volume.size());
+    Tensor vdev = to_device(vvalues, vshape);
+    Tensor batch = to_device(std::vector<float>(expected.size(), sentinel), {B, C, pz, py, px});
+    ASSERT_TRUE(cuda::GatherWindows(**backend, vdev, origins, batch, outside).ok());
+    Tensor got = Tensor::Allocate(dt, batch.shape()).value();
+    ASSERT_TRUE((*backend)->CopyToHost(batch, got).ok());
+    for (size_t k = 0; k < expected.size(); ++k) {
+      const float g = half ? HalfToFloat(got.data<uint16_t>()[k]) : got.data<float>()[k];
+      const float e = half ? HalfToFloat(FloatToHalf(expected[k])) : expected[k];
+      ASSERT_EQ(g, e) << (half ? "f16" : "f32") << " element " << k;
+    }
+    // Misuse is an error, not a launch.
+    EXPECT_EQ(cuda::GatherWindows(**backend, vdev, std::vector<std::array<int64_t, 3>>(6), batch).code(),
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(cuda::GatherWindows(**backend, volume, origins, batch).code(), StatusCode::kInvalidArgument);
+  }
 }
 
 // ---- the on-disk algorithm cache survives a restart ----------------------------------------

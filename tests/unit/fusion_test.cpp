@@ -233,6 +233,66 @@ TEST(FuseNormResidual, MatchesTheUnfusedGraph) {
   }
 }
 
+// A decoder step: the residual is added to the norm of a ConvTranspose upsampling.
+// The pass must know the upsampled shape: numeric with static input dims (k 2, stride 2,
+// and k 3, stride 2, pads 1, output_padding 1: 3 -> 6 either way), and, with symbolic
+// dims, equal to a second upsampling of the same value.
+TEST(FuseNormResidual, SeesThroughConvTransposeShapes) {
+  struct Variant {
+    const char* what;
+    std::vector<Dim> x_dims;
+    bool skip_is_upsampled;  // else a graph input [2, 4, 6, 8, 10]
+    std::vector<int64_t> kernel, pads, output_padding;
+  };
+  const std::vector<Variant> variants = {
+      {"static, k2 s2", Dims({2, 8, 3, 4, 5}), false, {2, 2, 2}, {}, {}},
+      {"static, k3 s2 p1 op1", Dims({2, 8, 3, 4, 5}), false, {3, 3, 3}, {1, 1, 1, 1, 1, 1}, {1, 1, 1}},
+      {"symbolic, both upsampled", {Dim{-1, "N"}, Dim{8, ""}, Dim{-1, "D"}, Dim{-1, "H"}, Dim{5, ""}}, true,
+       {2, 2, 2}, {}, {}},
+  };
+  std::mt19937 rng(5);
+  for (const Variant& v : variants) {
+    SCOPED_TRACE(v.what);
+    Builder b;
+    b.Input("x", v.x_dims);
+    const int64_t k = v.kernel[0];
+    b.g().initializers["wu"] = Random({8, 4, k, k, k}, rng, -0.3f, 0.3f);
+    b.g().initializers["ws"] = Random({8, 4, k, k, k}, rng, -0.3f, 0.3f);
+    b.g().initializers["s"] = Random({4}, rng, 0.5f, 1.5f);
+    b.g().initializers["t"] = Random({4}, rng, -0.3f, 0.3f);
+    auto up = [&](const std::string& w, const std::string& out) {
+      Node& n = b.Add("ConvTranspose", {"x", w}, out);
+      n.attrs.SetInts("strides", {2, 2, 2});
+      if (!v.pads.empty()) n.attrs.SetInts("pads", v.pads);
+      if (!v.output_padding.empty()) n.attrs.SetInts("output_padding", v.output_padding);
+    };
+    up("wu", "up");
+    std::string skip = "skip";
+    if (v.skip_is_upsampled) {
+      up("ws", "skip");
+    } else {
+      b.Input("skip", Dims({2, 4, 6, 8, 10}));
+    }
+    b.Add("InstanceNormalization", {"up", "s", "t"}, "n");
+    b.Add("Add", {"n", skip}, "sum");
+    b.Add("LeakyRelu", {"sum"}, "y").attrs.SetFloat("alpha", 0.01f);
+    b.Output("y");
+    auto s = Session::Create(b.m);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const auto fused = ResidualNorms(**s);
+    ASSERT_EQ(fused.size(), 1u) << "the norm and the residual Add should be one node";
+    EXPECT_EQ(fused[0]->inputs[3], skip);
+    // And it computes what the unfused graph does.
+    std::vector<Tensor> inputs = {Random({2, 8, 3, 4, 5}, rng)};
+    if (!v.skip_is_upsampled) inputs.push_back(Random({2, 4, 6, 8, 10}, rng));
+    const std::vector<Tensor> got = RunModel(b.m, inputs);
+    const std::vector<Tensor> plain = RunModel(b.m, inputs, kAllFusions);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_EQ(got[0].shape(), (Shape{2, 4, 6, 8, 10}));
+    EXPECT_LT(RelativeError(got[0], plain[0]), 2e-6);
+  }
+}
+
 // ---- drop_conv_bias_before_norm --------------------------------------------------------
 
 struct ConvNormSpec {
