@@ -1,13 +1,18 @@
 // itkit_run MODEL.onnx [--input x.npy | --shape 1,1,64,64,64] [--output y.npy]
 //           [--repeat N] [--warmup N] [--threads N] [--device cpu|cuda] [--fp16]
-//           [--disable-pass NAME]... [--list-passes] [--plan-only]
-// Runs a model on one input and prints the time per run and the peak memory.
+//           [--disable-pass NAME]... [--list-passes] [--plan-only] [--profile]
+// Runs a model on one input and prints the time per run and the peak memory;
+// --profile also the time per op type over the timed runs (steps synchronised one by
+// one, so the total is a little above a plain run's).
 // --device cpu-f16|cpu-cl|cpu-f16-cl plans (and runs) on the CPU emulations of the CUDA
 // backend's FP16 storage and channels-last layout, so `--plan-only` shows the arena a
 // GPU plan would need (less cuDNN workspace) on a machine without a GPU.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <tuple>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -27,7 +32,7 @@ struct Args {
   std::string model, input, output, device = "cpu";
   itkit::Shape shape;
   int repeat = 1, warmup = 0, threads = 0;
-  bool fp16 = false, list_passes = false, plan_only = false;
+  bool fp16 = false, list_passes = false, plan_only = false, profile = false;
   std::vector<std::string> disabled_passes;
 };
 
@@ -35,7 +40,7 @@ void Usage() {
   std::fprintf(stderr,
                "usage: itkit_run MODEL.onnx [--input x.npy | --shape 1,1,64,64,64] [--output y.npy]\n"
                "                 [--repeat N] [--warmup N] [--threads N] [--device cpu|cuda] [--fp16]\n"
-               "                 [--disable-pass NAME]... [--list-passes] [--plan-only]\n"
+               "                 [--disable-pass NAME]... [--list-passes] [--plan-only] [--profile]\n"
                "  --device also takes cpu-f16, cpu-cl, cpu-f16-cl (CPU emulations of CUDA FP16 planning)\n");
 }
 
@@ -72,6 +77,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (arg == "--fp16") a->fp16 = true;
     else if (arg == "--list-passes") a->list_passes = true;
     else if (arg == "--plan-only") a->plan_only = true;
+    else if (arg == "--profile") a->profile = true;
     else if (!arg.empty() && arg[0] != '-' && a->model.empty()) a->model = arg;
     else return false;
   }
@@ -82,6 +88,25 @@ double PeakRssMiB() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss / 1024.0;  // Linux reports KiB
+}
+
+// Seconds per run by op type, slowest first, from the profile's growth over `runs`.
+void PrintProfile(const std::map<std::string, itkit::StepTime>& before,
+                  const std::map<std::string, itkit::StepTime>& after, int runs) {
+  std::vector<std::tuple<double, std::string, int64_t>> rows;
+  double total = 0;
+  for (const auto& [key, t] : after) {
+    const auto it = before.find(key);
+    const double sec = (t.seconds - (it == before.end() ? 0.0 : it->second.seconds)) / runs;
+    const int64_t steps = (static_cast<int64_t>(t.count) - (it == before.end() ? 0 : static_cast<int64_t>(it->second.count))) / runs;
+    rows.emplace_back(sec, key, steps);
+    total += sec;
+  }
+  std::sort(rows.rbegin(), rows.rend());
+  std::printf("profile per run (steps synchronised one by one): %.3f s\n", total);
+  for (const auto& [sec, key, steps] : rows)
+    std::printf("  %-36s %4lld steps  %8.3f s  %5.1f %%\n", key.c_str(), static_cast<long long>(steps), sec,
+                total > 0 ? 100 * sec / total : 0.0);
 }
 
 int Fail(const itkit::Status& s) {
@@ -107,6 +132,7 @@ int main(int argc, char** argv) {
   itkit::SessionOptions options;
   options.threads = args.threads;
   options.disabled_passes = args.disabled_passes;
+  options.profile_steps = args.profile;
   if (args.device == "cuda") {
     itkit::CudaBackendOptions cuda;
     cuda.fp16 = args.fp16;
@@ -170,6 +196,8 @@ int main(int argc, char** argv) {
     auto out = (*session)->Run(std::vector<itkit::Tensor>{input});
     if (!out.ok()) return Fail(out.status());
   }
+  // The timed runs' share of the profile: what the warm-up (and planning) runs left out.
+  const std::map<std::string, itkit::StepTime> before = (*session)->StepProfile();
   double total = 0, best = 1e30;
   for (int i = 0; i < args.repeat; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -183,6 +211,7 @@ int main(int argc, char** argv) {
   }
   std::printf("time per run: mean %.3f s, best %.3f s over %d runs\npeak RSS: %.1f MiB\n", total / args.repeat, best,
               args.repeat, PeakRssMiB());
+  if (args.profile) PrintProfile(before, (*session)->StepProfile(), args.repeat);
   for (size_t i = 0; i < outputs.size(); ++i)
     std::printf("output %zu '%s': %s %s\n", i, (*session)->outputs()[i].name.c_str(),
                 std::string(itkit::DTypeName(outputs[i].dtype())).c_str(), itkit::ShapeToString(outputs[i].shape()).c_str());
