@@ -565,32 +565,25 @@ class ConvKernel final : public OpKernel {
         if (perf[i].status == CUDNN_STATUS_SUCCESS)
           candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType, timed ? perf[i].time : -1.0f});
     }
-    // Results come fastest first (Find) or best first (heuristic). Among timed ones
-    // within 3 % of the fastest acceptable one (timing noise), the smallest workspace:
-    // it lives in the plan's arena, often at the network's memory peak.
-    bool found = false;
-    float best_ms = -1.0f;
-    size_t best_workspace = 0;
-    int best_algo = 0;
-    cudnnMathType_t best_math = CUDNN_DEFAULT_MATH;
+    // Results come fastest first (Find) or best first (heuristic): the usable ones up
+    // to the end of the fastest's timing noise, then PickAlgorithm's choice.
+    std::vector<Candidate> usable;
+    std::vector<AlgoCandidate> timings;
     for (const Candidate& c : candidates) {
       if (strict_fp32 && (c.math == CUDNN_TENSOR_OP_MATH || c.math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue;
-      if (found && (c.ms < 0 || best_ms < 0 || c.ms > best_ms * 1.03f)) break;
+      if (!usable.empty() && (c.ms < 0 || timings[0].ms < 0 || c.ms > timings[0].ms * (1.0 + kTimingNoise))) break;
       if (!Accept(c.algo, strict_fp32 ? CUDNN_FMA_MATH : c.math)) continue;
-      if (!found) best_ms = c.ms;
-      if (!found || algo_workspace_ < best_workspace) {
-        best_workspace = algo_workspace_;
-        best_algo = algo_;
-        best_math = math_;
-      }
-      found = true;
+      usable.push_back({algo_, math_, c.ms});
+      timings.push_back({c.ms, algo_workspace_});
     }
-    // Again for the chosen one: a later refused candidate may have left its math type set.
-    if (found && !Accept(best_algo, best_math))
-      return Internal("cuDNN algorithm ", best_algo, " accepted once, then refused");
-    if (!found)
+    const int pick = PickAlgorithm(timings);
+    if (pick < 0)
       return Unsupported("no cuDNN algorithm (of ", candidates.size(), " candidates) within the ",
                          ctx_->options.max_workspace_bytes >> 20, " MiB workspace limit");
+    // Again for the chosen one: a later candidate set its own math type.
+    const Candidate& chosen = usable[static_cast<size_t>(pick)];
+    if (!Accept(chosen.algo, chosen.math))
+      return Internal("cuDNN algorithm ", chosen.algo, " accepted once, then refused");
     Status saved = ctx_->tuning->Insert(key, TunedAlgo{algo_, static_cast<int>(math_), algo_workspace_});
     if (!saved.ok()) LogWarning("CUDA: ", saved.message());
     return Status::Ok();

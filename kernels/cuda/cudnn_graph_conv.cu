@@ -270,7 +270,7 @@ struct GraphConvRace {
   int tried = 0, refused = 0, disagreed = 0;  // candidates planned / refused by cuDNN / off the legacy output
   // Faster by more than timing noise (3 %): a near tie keeps the convolution API's
   // algorithm, whose workspace is usually the smaller.
-  bool graph_wins() const { return plan && graph_ms < 0.97 * legacy_ms; }
+  bool graph_wins() const { return plan && graph_ms < (1.0 - kTimingNoise) * legacy_ms; }
 };
 
 // Runs the convolution API's `legacy` (x, w, y, workspace) and up to `max_candidates`
@@ -341,20 +341,15 @@ Result<GraphConvRace> RaceGraphConv(CudaContext& ctx, const GraphConvSearch& sea
     ITKIT_ASSIGN_OR_RETURN(const double ms, BestTimeMs(ctx, run_graph, 3));
     timed.emplace_back(ms, slot);
   }
-  // The fastest or, among those within 3 % of it (timing noise), the smallest
-  // workspace: it joins the plan's arena, often at the network's memory peak.
-  double fastest = 0;
-  for (const auto& [ms, slot] : timed) fastest = fastest == 0 ? ms : std::min(fastest, ms);
-  std::optional<std::pair<double, size_t>> pick;
-  for (const auto& [ms, slot] : timed) {
-    if (ms > 1.03 * fastest) continue;
-    if (!pick || plans[slot].second->workspace_bytes() < plans[pick->second].second->workspace_bytes())
-      pick = std::make_pair(ms, slot);
-  }
-  if (pick) {
-    race.graph_ms = pick->first;
-    race.candidate = static_cast<int>(plans[pick->second].first);
-    race.plan = std::move(plans[pick->second].second);
+  // As the convolution API's choice: the fastest, or within its timing noise the
+  // smallest workspace.
+  std::vector<AlgoCandidate> timings;
+  for (const auto& [ms, slot] : timed) timings.push_back({ms, plans[slot].second->workspace_bytes()});
+  if (const int pick = PickAlgorithm(timings); pick >= 0) {
+    const auto& [ms, slot] = timed[static_cast<size_t>(pick)];
+    race.graph_ms = ms;
+    race.candidate = static_cast<int>(plans[slot].first);
+    race.plan = std::move(plans[slot].second);
   }
   ITKIT_ASSIGN_OR_RETURN(race.legacy_ms, BestTimeMs(ctx, run_legacy, 3));
   return Result<GraphConvRace>(std::move(race));

@@ -10,6 +10,22 @@
 #include <fstream>
 
 namespace itkit::cuda {
+
+int PickAlgorithm(const std::vector<AlgoCandidate>& candidates) {
+  if (candidates.empty()) return -1;
+  if (candidates[0].ms < 0) return 0;
+  double fastest = -1.0;
+  for (const AlgoCandidate& c : candidates)
+    if (c.ms >= 0 && (fastest < 0 || c.ms < fastest)) fastest = c.ms;
+  int pick = -1;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const AlgoCandidate& c = candidates[i];
+    if (c.ms < 0 || c.ms > fastest * (1.0 + kTimingNoise)) continue;
+    if (pick < 0 || c.workspace_bytes < candidates[static_cast<size_t>(pick)].workspace_bytes)
+      pick = static_cast<int>(i);
+  }
+  return pick;
+}
 namespace {
 
 template <typename T>

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <map>
+#include <vector>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -25,6 +26,23 @@ struct TunedAlgo {
   int math_type = 0;  // cudnnMathType_t value
   size_t workspace_bytes = 0;
 };
+
+// One usable candidate of an algorithm choice: its time (ms; < 0 when untimed, i.e. in
+// the heuristic's order) and the workspace it needs.
+struct AlgoCandidate {
+  double ms = -1.0;
+  size_t workspace_bytes = 0;
+};
+
+// Times closer than this to the fastest are timing noise.
+constexpr double kTimingNoise = 0.03;
+
+// Which candidate runs (index, or -1 when there is none): untimed, the first (the
+// heuristic's best); timed, among those within kTimingNoise of the fastest the one
+// with the smallest workspace (it lives in the plan's arena, often at the network's
+// memory peak), the earlier on a tie. Shared by the convolution API's choice and the
+// graph-API race, so both trade time for memory alike.
+int PickAlgorithm(const std::vector<AlgoCandidate>& candidates);
 
 class TuningCache {
  public:

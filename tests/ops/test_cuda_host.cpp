@@ -557,6 +557,21 @@ TEST(CudaTuningCache, FileRoundTripAndBadLines) {
   std::filesystem::remove_all(dir);
 }
 
+// Hand-derived choices: time first, memory within 3 % of the fastest.
+TEST(CudaAlgorithmChoice, SmallestWorkspaceWithinTimingNoise) {
+  constexpr size_t MiB = size_t{1} << 20;
+  EXPECT_EQ(PickAlgorithm({}), -1);
+  // 1.02 ms is within 3 % of 1.00: its 10 MiB beat 900 MiB. 1.04 ms is not, despite 0 MiB.
+  EXPECT_EQ(PickAlgorithm({{1.00, 900 * MiB}, {1.02, 10 * MiB}, {1.04, 0}}), 1);
+  // Found out of order (the graph race times in heuristic order): the fastest is the third.
+  EXPECT_EQ(PickAlgorithm({{2.0, 0}, {1.5, 64 * MiB}, {1.0, 512 * MiB}}), 2);
+  // Exactly at the noise bound still counts; equal workspaces keep the earlier.
+  EXPECT_EQ(PickAlgorithm({{1.0, 8 * MiB}, {1.03, 4 * MiB}}), 1);
+  EXPECT_EQ(PickAlgorithm({{1.0, 8 * MiB}, {1.01, 8 * MiB}}), 0);
+  // Untimed (cuDNN's heuristic order): its first, whatever the workspaces.
+  EXPECT_EQ(PickAlgorithm({{-1.0, 900 * MiB}, {-1.0, 0}}), 0);
+}
+
 #if ITKIT_HAVE_CUDA
 TEST(CudaAccumulatorWeights, GaussianIsSeparableSymmetricAndPositive) {
   const std::array<int64_t, 3> patch = {8, 12, 16};
