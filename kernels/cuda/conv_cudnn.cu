@@ -21,10 +21,11 @@
 // A forward convolution also races the engines of cuDNN's graph API against it
 // (cudnn_graph_conv.h; CudaBackendOptions::cudnn_graph) and runs the faster.
 //
-// Two shapes on f16 channels-last data may run our own kernels instead, when they win
+// Three shapes on f16 channels-last data may run our own kernels instead, when they win
 // the race against cuDNN at plan time (own_kernels.cuh) or CudaBackendOptions::own_kernels
-// says so: a ConvTranspose whose kernel equals its stride (conv_transpose_strided.cu) and
-// a 3x3x3, stride 1, padding 1 convolution from 32 to 32 channels (conv3_c32.cu).
+// says so: a ConvTranspose whose kernel equals its stride (conv_transpose_strided.cu), a
+// 3x3x3, stride 1, padding 1 convolution from 32 to 32 channels (conv3_c32.cu), and the
+// same from 1-4 to 16 or 32 channels, a network's stem (conv3_stem.cu).
 #include <algorithm>
 #include <type_traits>
 
@@ -251,7 +252,7 @@ Status LaunchChannelsLastEpilogue(const CudaContext& ctx, const Tin* in, Tout* o
 
 // ---- the kernel -----------------------------------------------------------------------
 
-enum class OwnKind { kNone, kStridedTranspose, kConv3C32 };
+enum class OwnKind { kNone, kStridedTranspose, kConv3C32, kConv3Stem };
 
 class ConvKernel final : public OpKernel {
  public:
@@ -344,8 +345,20 @@ class ConvKernel final : public OpKernel {
     return true;
   }
 
+  // 3x3x3, stride 1, padding 1 from 1-4 to 16 or 32 channels between f16 channels-last
+  // values, without Z: a network's first convolution.
+  bool OwnConv3StemApplies() const {
+    if (g_.transpose || g_.group != 1 || dtype_ != DType::kF16 || !in_cl_ || !out_cl_ || g_.nd != 3 || has_z_ ||
+        !Conv3StemTakes(g_.cin, g_.cout))
+      return false;
+    for (int i = 0; i < 3; ++i)
+      if (g_.kernel[i] != 3 || g_.strides[i] != 1 || g_.pads[i] != 1 || g_.dilations[i] != 1) return false;
+    return true;
+  }
+
   OwnKind ApplicableOwnKernel() const {
     if (OwnStridedTransposeApplies()) return OwnKind::kStridedTranspose;
+    if (OwnConv3StemApplies()) return OwnKind::kConv3Stem;
     if (!OwnConv3Applies()) return OwnKind::kNone;
     Status ready = PrepareConv3C32(*ctx_);
     if (ready.ok()) return OwnKind::kConv3C32;
@@ -358,6 +371,10 @@ class ConvKernel final : public OpKernel {
   Status LaunchOwn(const __half* x, const __half* bias, const __half* z, __half* y) const {
     const auto* w = static_cast<const __half*>(packed_w_.data);
     if (own_kind_ == OwnKind::kStridedTranspose) return LaunchStridedTranspose(*ctx_, StridedShape(), x, w, bias, y);
+    if (own_kind_ == OwnKind::kConv3Stem) {
+      const StemShape stem{g_.n, g_.in[0], g_.in[1], g_.in[2], static_cast<int>(g_.cin), static_cast<int>(g_.cout)};
+      return LaunchConv3Stem(*ctx_, stem, x, w, bias, y, act_, alpha_);
+    }
     return LaunchConv3C32(*ctx_, Conv3ShapeOf(), x, w, bias, z, y, act_, alpha_);
   }
 
@@ -366,15 +383,18 @@ class ConvKernel final : public OpKernel {
   void ChooseOwnOrCudnn(const Node& node) {
     if (ctx_->options.own_kernels != CudaBackendOptions::OwnKernels::kAuto || !ctx_->options.autotune) return;
     enum : int { kCudnnWins = 0, kOwnWins = 1, kOwnDisagrees = 2 };
-    const bool strided = own_kind_ == OwnKind::kStridedTranspose;
-    const char* what = strided ? "strided ConvTranspose" : "3x3x3 convolution";
+    const char* what = own_kind_ == OwnKind::kStridedTranspose ? "strided ConvTranspose"
+                       : own_kind_ == OwnKind::kConv3Stem        ? "3x3x3 stem convolution"
+                                                                 : "3x3x3 convolution";
     // Bias, Z and activation are part of the key: they run in our kernel's store. The
     // kernel's revision too, so that a changed kernel is raced (and checked) again.
+    const std::string epilogue =
+        StrCat("|act", static_cast<int>(act_), "|bias", has_bias_ ? 1 : 0, "|z", has_z_ ? 1 : 0);
     const std::string key =
         TuningKey(CUDNN_TENSOR_OP_MATH) +
-        (strided ? StrCat("|own:strided-transpose.v2|bias", has_bias_ ? 1 : 0)
-                 : StrCat("|own:conv3-c32.v2|act", static_cast<int>(act_), "|bias", has_bias_ ? 1 : 0, "|z",
-                          has_z_ ? 1 : 0));
+        (own_kind_ == OwnKind::kStridedTranspose ? StrCat("|own:strided-transpose.v2|bias", has_bias_ ? 1 : 0)
+         : own_kind_ == OwnKind::kConv3Stem      ? "|own:conv3-stem.v1" + epilogue
+                                                 : "|own:conv3-c32.v2" + epilogue);
     if (auto hit = ctx_->tuning->Find(key)) {
       UseOwn(hit->algo == kOwnWins);
       return;

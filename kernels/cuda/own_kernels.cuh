@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "cuda/common.cuh"
+#include "cuda/conv3_stem.h"
 #include "cuda/conv3_tiles.h"
 #include "cuda/strided_transpose.h"
 
@@ -27,6 +28,13 @@ Status LaunchStridedTranspose(const CudaContext& ctx, const StridedTransposeShap
 Status PrepareConv3C32(const CudaContext& ctx);
 Status LaunchConv3C32(const CudaContext& ctx, const Conv3Shape& shape, const __half* x, const __half* w,
                       const __half* bias, const __half* z, __half* y, Act act, float alpha);
+
+// The 3x3x3 stem convolution (conv3_stem.h): 1-4 -> 16 or 32 channels, stride 1,
+// padding 1, f16 NDHWC with f32 sums: y = act(conv + bias). `w` packed [Cout][tap][Cin]
+// f16, `bias` [Cout] f16 or null; Y 16-byte aligned. On ctx.stream.
+bool Conv3StemTakes(int64_t cin, int64_t cout);
+Status LaunchConv3Stem(const CudaContext& ctx, const StemShape& shape, const __half* x, const __half* w,
+                       const __half* bias, __half* y, Act act, float alpha);
 
 // Two outputs compared: max |own - library| (NaN if either has NaN) against the
 // library's scale max |library|.

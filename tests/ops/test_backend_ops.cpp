@@ -661,6 +661,14 @@ TEST(CudaOwnKernels, Conv3RaceAgreesAndIsCached) {
   node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
   ExpectRaceAgreesAndIsCached(node, {2, 32, 24, 40, 100}, {32, 32, 3, 3, 3}, "|own:conv3-c32");
 }
+
+// The stem, 1 -> 32, an odd width (the last item one voxel).
+TEST(CudaOwnKernels, Conv3StemRaceAgreesAndIsCached) {
+  Node node = ConvNode("Conv");
+  node.attrs.SetInts("kernel_shape", {3, 3, 3});
+  node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
+  ExpectRaceAgreesAndIsCached(node, {2, 1, 24, 40, 101}, {32, 1, 3, 3, 3}, "|own:conv3-stem");
+}
 #endif  // ITKIT_HAVE_CUDA
 
 }  // namespace

@@ -5,7 +5,9 @@
 // t/4, elements 2(t%4) and 2(t%4)+1 of each 8x8 matrix; mma: A, B and C fragments by
 // groupID = lane/4 and threadID_in_group = lane%4). The result is compared with the
 // convolution computed by its definition, so a wrong address, fragment or ring slot in
-// the code the GPU runs fails here, on a machine without a GPU.
+// the code the GPU runs fails here, on a machine without a GPU. Also the stem
+// convolution (conv3_stem.cu: few input channels) with its own walk and arithmetic
+// (conv3_stem.h) against a convolution written out here.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -14,6 +16,7 @@
 #include <set>
 #include <vector>
 
+#include "cuda/conv3_stem.h"
 #include "cuda/conv3_tiles.h"
 
 namespace itkit::test::ops {
@@ -285,6 +288,87 @@ TEST(CudaConv3, KernelEmulationMatchesTheDefinition) {
       worst = std::isnan(got.y[i]) ? INFINITY : std::max(worst, static_cast<double>(std::fabs(got.y[i] - want[i])));
     EXPECT_LE(worst, 1e-4);
   }
+}
+
+// ---- the stem convolution (conv3_stem.h) ------------------------------------------------
+
+// The kernel's items (one thread each), its StemAccumulate and its store loop (voxels
+// past the row's end skipped), with x NDHWC of `cin` channels and w packed
+// [Cout][tap][Cin] as the convolution's NDHWC path packs it. Counts each output's writes.
+template <int CIN, int COUT>
+std::vector<float> EmulateStem(const cuda::StemShape& s, const std::vector<float>& x, const std::vector<float>& w,
+                               std::vector<int>* writes) {
+  std::vector<float> y(static_cast<size_t>(s.n * s.d * s.h * s.w * COUT), NAN);
+  writes->assign(y.size(), 0);
+  const auto load = [&](int64_t offset) { return x[static_cast<size_t>(offset)]; };
+  const auto weight = [&](int tap, int ci, int co) {
+    return w[static_cast<size_t>((co * cuda::kStemTaps + tap) * CIN + ci)];
+  };
+  for (int64_t i = 0; i < cuda::StemItems(s); ++i) {
+    const cuda::StemItem it = cuda::StemItemOf(s, i);
+    float acc[cuda::kStemVoxels][COUT];
+    cuda::StemAccumulate<CIN, COUT>(s, it, load, weight, acc);
+    for (int v = 0; v < cuda::kStemVoxels; ++v) {
+      if (it.x0 + v >= s.w) break;
+      for (int co = 0; co < COUT; ++co) {
+        const auto o = static_cast<size_t>(cuda::StemOffset(s, it.n, it.z, it.y, it.x0 + v, COUT, co));
+        y[o] = acc[v][co];
+        ++(*writes)[o];
+      }
+    }
+  }
+  return y;
+}
+
+template <int CIN, int COUT>
+void CheckStem(const cuda::StemShape& s, std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << CIN << " -> " << COUT << " channels, " << s.n << "x" << s.d << "x" << s.h
+                                    << "x" << s.w);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(s.n * s.d * s.h * s.w * CIN)), w(static_cast<size_t>(COUT * CIN * 27));
+  for (float& v : x) v = u(rng);
+  for (float& v : w) v = u(rng);
+  // The definition, from ONNX's [Cout][Cin][kd][kh][kw] filter (packed for the kernel below).
+  std::vector<float> want(static_cast<size_t>(s.n * s.d * s.h * s.w * COUT));
+  for (int64_t n = 0; n < s.n; ++n)
+    for (int64_t d = 0; d < s.d; ++d)
+      for (int64_t h = 0; h < s.h; ++h)
+        for (int64_t wv = 0; wv < s.w; ++wv)
+          for (int co = 0; co < COUT; ++co) {
+            double acc = 0;
+            for (int ci = 0; ci < CIN; ++ci)
+              for (int kd = 0; kd < 3; ++kd)
+                for (int kh = 0; kh < 3; ++kh)
+                  for (int kw = 0; kw < 3; ++kw) {
+                    const int64_t id = d + kd - 1, ih = h + kh - 1, iw = wv + kw - 1;
+                    if (id < 0 || id >= s.d || ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+                    acc += static_cast<double>(x[static_cast<size_t>((((n * s.d + id) * s.h + ih) * s.w + iw) * CIN + ci)]) *
+                           w[static_cast<size_t>(((co * CIN + ci) * 3 + kd) * 9 + kh * 3 + kw)];
+                  }
+            want[static_cast<size_t>((((n * s.d + d) * s.h + h) * s.w + wv) * COUT + co)] = static_cast<float>(acc);
+          }
+  std::vector<float> packed(w.size());
+  for (int co = 0; co < COUT; ++co)
+    for (int ci = 0; ci < CIN; ++ci)
+      for (int t = 0; t < 27; ++t) packed[static_cast<size_t>((co * 27 + t) * CIN + ci)] = w[static_cast<size_t>((co * CIN + ci) * 27 + t)];
+  std::vector<int> writes;
+  const std::vector<float> got = EmulateStem<CIN, COUT>(s, x, packed, &writes);
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_EQ(writes[i], 1) << "output " << i << " must be written exactly once";
+    worst = std::max(worst, static_cast<double>(std::fabs(got[i] - want[i])));
+  }
+  EXPECT_LE(worst, 1e-4);
+}
+
+TEST(CudaConv3Stem, WalkAndSumsMatchTheDefinition) {
+  std::mt19937 rng(21);
+  // Odd widths (a last item of one voxel), a width of one, a depth of one, two samples.
+  CheckStem<1, 32>({2, 3, 4, 7, 1, 32}, rng);
+  CheckStem<1, 16>({1, 1, 3, 1, 1, 16}, rng);
+  CheckStem<2, 32>({1, 2, 5, 6, 2, 32}, rng);
+  CheckStem<3, 16>({1, 4, 2, 5, 3, 16}, rng);
+  CheckStem<4, 32>({2, 2, 3, 3, 4, 32}, rng);
 }
 
 }  // namespace
