@@ -169,6 +169,22 @@ BENCHMARK(BM_Conv3x3x3)->ArgNames({"fp16", "C", "edge", "cl", "tf32", "path", "b
     ->Args({0, 32, 128, 0, 1, 1, 4})->Args({0, 32, 128, 0, 1, 3, 4})
     ->UseManualTime()->Unit(benchmark::kMillisecond);
 
+// The U-Net's stem: 1 -> 32 channels, 3x3x3, at 128^3 x 4 on f16 channels-last data,
+// range(0) = the path (as BM_Conv3x3x3's: 1 cuDNN's convolution API, 2 our stem
+// kernel, 3 cuDNN's graph API).
+void BM_ConvStem(benchmark::State& state) {
+  auto backend = Backend(state, true, false, state.range(0));
+  if (!backend) return;
+  Node node = MakeNode("Conv", 2);
+  node.attrs.SetInts("pads", {1, 1, 1, 1, 1, 1});
+  CudaNode n;
+  Status s = n.Init(backend, node, {Half(RandomHost({4, 1, 128, 128, 128}, 1.0f, 1)), Half(RandomHost({32, 1, 3, 3, 3}, 0.2f, 2))},
+                    {false, true}, true);
+  if (!s.ok()) return state.SkipWithError(s.ToString().c_str());
+  Loop(state, n, 2.0 * 4 * 128 * 128 * 128 * 32 * 27, 0);
+}
+BENCHMARK(BM_ConvStem)->ArgNames({"path"})->Arg(1)->Arg(2)->Arg(3)->UseManualTime()->Unit(benchmark::kMillisecond);
+
 void BM_ConvTranspose2x2x2(benchmark::State& state) {
   const bool fp16 = state.range(0) != 0;
   auto backend = Backend(state, fp16);
