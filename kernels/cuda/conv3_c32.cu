@@ -50,17 +50,32 @@ __device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// The whole halo of input plane `plane` into its ring slot (zeros outside the volume).
-__device__ __forceinline__ void LoadPlane(const Conv3Shape& s, const Conv3Block& b, int64_t plane,
-                                          const __half* __restrict__ x, uint32_t slot_base) {
-  const int64_t base = Conv3PlaneBase(s, b, plane);
-  const bool inside = plane >= 0 && plane < s.d;
-  for (Conv3HaloWalker walk(static_cast<int>(threadIdx.x)); !walk.done(); walk.Next()) {
-    uint32_t offset = 0;
-    const int64_t src = walk.Source(s, b, base, inside, &offset);
-    CopyAsync16(slot_base + offset, src >= 0 ? x + src : x, src >= 0);
+// This thread's copies of input plane `plane`'s halo into its ring slot (zeros outside
+// the volume), issued in parts: Issue(k) starts the next k of them (all of them: -1).
+class PlaneLoad {
+ public:
+  __device__ PlaneLoad(const Conv3Shape& s, const Conv3Block& b, int64_t plane, uint32_t slot_base)
+      : s_(s), b_(b), base_(Conv3PlaneBase(s, b, plane)), inside_(plane >= 0 && plane < s.d), slot_(slot_base),
+        walk_(static_cast<int>(threadIdx.x)) {}
+  __device__ __forceinline__ void Issue(const __half* __restrict__ x, int count = -1) {
+    for (; count != 0 && !walk_.done(); --count, walk_.Next()) {
+      uint32_t offset = 0;
+      const int64_t src = walk_.Source(s_, b_, base_, inside_, &offset);
+      CopyAsync16(slot_ + offset, src >= 0 ? x + src : x, src >= 0);
+    }
   }
-}
+
+ private:
+  const Conv3Shape& s_;
+  const Conv3Block& b_;
+  int64_t base_;
+  bool inside_;
+  uint32_t slot_;
+  Conv3HaloWalker walk_;
+};
+
+// A thread's share of a halo plane: 2640 chunks over 256 threads, 10 or 11 each.
+constexpr int kConv3CopiesPerThread = (kConv3PlaneVoxels * kConv3ChunksPerRow + kConv3Threads - 1) / kConv3Threads;
 
 // The activation is a template parameter: one switch per launch, not one per value.
 template <Act kAct>
@@ -81,7 +96,7 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
     CopyAsync16(w_base + offset, w + src, true);
   }
   for (int64_t p = b.d_begin - 1; p <= b.d_begin + 1; ++p)
-    LoadPlane(s, b, p, x, planes_base + Conv3SlotOf(p, b.d_begin) * kConv3PlaneBytes);
+    PlaneLoad(s, b, p, planes_base + Conv3SlotOf(p, b.d_begin) * kConv3PlaneBytes).Issue(x);
   CopyAsyncCommit();
 
   // Per lane: each output channel pair's bias (the same for every voxel it holds).
@@ -99,9 +114,11 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
     // and every warp is done with plane d-2, whose slot plane d+2 now takes.
     CopyAsyncWaitAll();
     __syncthreads();
-    if (d + 1 < b.d_end)
-      LoadPlane(s, b, d + 2, x, planes_base + Conv3SlotOf(d + 2, b.d_begin) * kConv3PlaneBytes);
-    CopyAsyncCommit();
+    // Plane d+2 (into plane d-2's slot, which no warp reads any more) is issued a third
+    // per kd step below, between the tensor-core work, rather than all at once here,
+    // where every warp would issue its copies while the tensor cores sit idle.
+    PlaneLoad next(s, b, d + 2, planes_base + Conv3SlotOf(d + 2, b.d_begin) * kConv3PlaneBytes);
+    const bool load_next = d + 1 < b.d_end;
     // Z's row for this plane towards L2 while the tensor cores work: its reads in the
     // store below then wait on L2, not on DRAM (4 KB per warp: one 128-byte line per lane).
     if (z && h < s.h) {
@@ -120,6 +137,7 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
 
 #pragma unroll 1
     for (int kd = 0; kd < 3; ++kd) {
+      if (load_next) next.Issue(x, kd < 2 ? (kConv3CopiesPerThread + 2) / 3 : -1);
       const uint32_t slot_base = planes_base + Conv3SlotOf(d - 1 + kd, b.d_begin) * kConv3PlaneBytes;
 #pragma unroll
       for (int kh = 0; kh < 3; ++kh)
@@ -141,11 +159,47 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
           }
         }
     }
+    CopyAsyncCommit();  // plane d+2's copies (an empty group on the last plane)
 
     if (h >= s.h) continue;
+    if (Conv3FullWidth(s, b)) {
+      // Every pair inside: one row base, and the row tile's 8 Z pairs read together
+      // without a bound check each (then each pair is read, then written, by this
+      // thread alone, so Z may be Y).
+      const int64_t row = Conv3RowBase(s, b, d, h);
+      __half* yr = y + row;
+      const __half* zr = z ? z + row : nullptr;
+#pragma unroll
+      for (int mt = 0; mt < 4; ++mt) {
+        float2 zv[2][4];
+        if (zr) {
+#pragma unroll
+          for (int half_row = 0; half_row < 2; ++half_row)
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt)
+              zv[half_row][nt] =
+                  __half22float2(*reinterpret_cast<const __half2*>(zr + Conv3FullTilePair(mt, nt, half_row, lane)));
+        } else {
+#pragma unroll
+          for (int half_row = 0; half_row < 2; ++half_row)
+#pragma unroll
+            for (int nt = 0; nt < 4; ++nt) zv[half_row][nt] = make_float2(0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int half_row = 0; half_row < 2; ++half_row)
+#pragma unroll
+          for (int nt = 0; nt < 4; ++nt) {
+            const float v0 = acc[mt][nt][half_row * 2] + bias_pair[nt][0] + zv[half_row][nt].x;
+            const float v1 = acc[mt][nt][half_row * 2 + 1] + bias_pair[nt][1] + zv[half_row][nt].y;
+            *reinterpret_cast<__half2*>(yr + Conv3FullTilePair(mt, nt, half_row, lane)) =
+                __floats2half2_rn(ApplyAct(v0, kAct, alpha), ApplyAct(v1, kAct, alpha));
+          }
+      }
+      continue;
+    }
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt) {
-      // All 8 of the row tile's Z pairs are read before any of its Y pairs is written
+      // A tile cut short by the volume's width. All 8 of the row tile's Z pairs are read before any of its Y pairs is written
       // (Z may be Y: each element is read, then written, by this thread alone), so the
       // reads overlap instead of each waiting behind the previous store.
       int64_t idx[2][4];

@@ -160,6 +160,20 @@ ITKIT_HD int64_t Conv3OutputPair(const Conv3Shape& s, const Conv3Block& b, int64
   return (((b.n * s.d + d) * s.h + h) * s.w + w) * kConv3Channels + cout;
 }
 
+// A block whose tile lies wholly inside the volume's width (every tile of a 128^3
+// volume) stores each row at Conv3RowBase + Conv3FullTilePair: one base per row, and
+// offsets in which only the lane is not a compile-time constant, so its Z reads need no
+// per-pair bounds check (and go out together).
+ITKIT_HD bool Conv3FullWidth(const Conv3Shape& s, const Conv3Block& b) { return b.w0 + kConv3TileW <= s.w; }
+ITKIT_HD int64_t Conv3RowBase(const Conv3Shape& s, const Conv3Block& b, int64_t d, int64_t h) {
+  return (((b.n * s.d + d) * s.h + h) * s.w + b.w0) * kConv3Channels;
+}
+ITKIT_HD int Conv3FullTilePair(int mt, int nt, int half_row, int lane) {
+  int voxel = 0, cout = 0;
+  Conv3AccPosition(mt, nt, half_row * 2, lane, &voxel, &cout);
+  return voxel * kConv3Channels + cout;
+}
+
 // Chunk `e` (0 .. kConv3Taps * 32 * 4 - 1) of the filter, packed [Cout][tap][Cin] in
 // global memory (the cuDNN path's NDHWC filter) and [tap][Cout][Cin] in shared memory.
 // Returns the element offset in the packed filter.

@@ -394,7 +394,7 @@ class ConvKernel final : public OpKernel {
         TuningKey(CUDNN_TENSOR_OP_MATH) +
         (own_kind_ == OwnKind::kStridedTranspose ? StrCat("|own:strided-transpose.v2|bias", has_bias_ ? 1 : 0)
          : own_kind_ == OwnKind::kConv3Stem      ? "|own:conv3-stem.v1" + epilogue
-                                                 : "|own:conv3-c32.v2" + epilogue);
+                                                 : "|own:conv3-c32.v3" + epilogue);
     if (auto hit = ctx_->tuning->Find(key)) {
       UseOwn(hit->algo == kOwnWins);
       return;

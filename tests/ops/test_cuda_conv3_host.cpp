@@ -168,12 +168,18 @@ Emulation EmulateConv3Kernel(const Conv3Shape& s, int num_sms, const std::vector
               }
         }
         // The store as the kernel does it: per lane the bias of its channel pairs (from
-        // row tile 0), then each pair at Conv3OutputPair, Z read where Y is written.
+        // row tile 0), then each pair at Conv3RowBase + Conv3FullTilePair (a tile inside
+        // the width) or Conv3OutputPair (one cut short), Z read where Y is written.
+        const int64_t h = blk.h0 + warp;
+        const bool full = cuda::Conv3FullWidth(s, blk);
         for (int lane = 0; lane < 32; ++lane)
           for (int mt = 0; mt < 4; ++mt)
             for (int half_row = 0; half_row < 2; ++half_row)
               for (int nt = 0; nt < 4; ++nt) {
-                const int64_t idx = cuda::Conv3OutputPair(s, blk, d, warp, mt, nt, half_row, lane);
+                const int64_t idx =
+                    !full ? cuda::Conv3OutputPair(s, blk, d, warp, mt, nt, half_row, lane)
+                    : h < s.h ? cuda::Conv3RowBase(s, blk, d, h) + cuda::Conv3FullTilePair(mt, nt, half_row, lane)
+                              : -1;
                 if (idx < 0) continue;
                 for (int e = 0; e < 2; ++e) {
                   int voxel = 0, cout = 0;
@@ -190,6 +196,35 @@ Emulation EmulateConv3Kernel(const Conv3Shape& s, int num_sms, const std::vector
     out.bank_conflicts += sm.bank_conflicts;
   }
   return out;
+}
+
+// The full-width store's offsets are Conv3OutputPair's wherever a tile lies inside the
+// width, and a tile cut short never takes them.
+TEST(CudaConv3, FullWidthStoreOffsetsAreTheOutputPairs) {
+  for (const Conv3Shape& s : {Conv3Shape{2, 3, 10, 128}, Conv3Shape{1, 2, 9, 70}, Conv3Shape{1, 1, 8, 63}}) {
+    const cuda::Conv3Grid grid = cuda::Conv3MakeGrid(s, 132);
+    int64_t full_blocks = 0;
+    for (int64_t block = 0; block < grid.blocks(); ++block) {
+      const cuda::Conv3Block blk = cuda::Conv3BlockOf(s, grid, block);
+      if (!cuda::Conv3FullWidth(s, blk)) {
+        EXPECT_GT(blk.w0 + cuda::kConv3TileW, s.w);
+        continue;
+      }
+      ++full_blocks;
+      for (int64_t d = blk.d_begin; d < blk.d_end; ++d)
+        for (int warp = 0; warp < cuda::kConv3Warps; ++warp) {
+          const int64_t h = blk.h0 + warp;
+          if (h >= s.h) continue;
+          for (int lane = 0; lane < 32; ++lane)
+            for (int mt = 0; mt < 4; ++mt)
+              for (int nt = 0; nt < 4; ++nt)
+                for (int half_row = 0; half_row < 2; ++half_row)
+                  ASSERT_EQ(cuda::Conv3RowBase(s, blk, d, h) + cuda::Conv3FullTilePair(mt, nt, half_row, lane),
+                            cuda::Conv3OutputPair(s, blk, d, warp, mt, nt, half_row, lane));
+        }
+    }
+    EXPECT_EQ(full_blocks, s.n * ((s.h + 7) / 8) * (s.w / cuda::kConv3TileW) * grid.chunks);
+  }
 }
 
 TEST(CudaConv3, GridCoversTheDepthAndFillsTheGpu) {
