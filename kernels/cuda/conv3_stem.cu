@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "cuda/conv3_stem.h"
 #include "cuda/own_kernels.cuh"
@@ -14,9 +15,19 @@
 namespace itkit::cuda {
 namespace {
 
+// Two values as f16 in one 32-bit word, the first in the low half (the lower address).
+__device__ __forceinline__ uint32_t PairBits(float lo, float hi) {
+  const __half2 h = __floats2half2_rn(lo, hi);
+  uint32_t bits;
+  memcpy(&bits, &h, sizeof(bits));
+  return bits;
+}
+
 // w: packed [Cout][tap][Cin] f16 (the convolution's NDHWC filter layout); bias [Cout] f16 or null.
-template <int CIN, int COUT>
-__global__ void __launch_bounds__(kStemThreads) Conv3StemKernel(StemShape s, const __half* __restrict__ x,
+// kPlain: no activation (a stem before a norm), so the store has no per-value switch.
+// Two blocks per SM: every instance fits 128 registers without spilling.
+template <int CIN, int COUT, bool kPlain>
+__global__ void __launch_bounds__(kStemThreads, 1) Conv3StemKernel(StemShape s, const __half* __restrict__ x,
                                                                 const __half* __restrict__ w,
                                                                 const __half* __restrict__ bias,
                                                                 __half* __restrict__ y, Act act, float alpha) {
@@ -45,7 +56,7 @@ __global__ void __launch_bounds__(kStemThreads) Conv3StemKernel(StemShape s, con
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < items;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     asm volatile("" ::: "memory");
-    const StemItem it = StemItemOf(s, i);
+    const StemItem it = StemItemOf<uint32_t>(s, i);  // item numbers fit (checked at launch)
     float acc[kStemVoxels][COUT];
     StemAccumulate<CIN, COUT>(s, it, load, weight, acc);
 #pragma unroll
@@ -54,14 +65,14 @@ __global__ void __launch_bounds__(kStemThreads) Conv3StemKernel(StemShape s, con
       auto* dst = reinterpret_cast<uint4*>(y + StemOffset(s, it.n, it.z, it.y, it.x0 + v, COUT, 0));
 #pragma unroll
       for (int pack = 0; pack < COUT / 8; ++pack) {
-        alignas(16) __half2 h[4];
+        uint32_t bits[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
           const int co = pack * 8 + 2 * k;
-          h[k] = __floats2half2_rn(ApplyAct(acc[v][co] + shift[co], act, alpha),
-                                   ApplyAct(acc[v][co + 1] + shift[co + 1], act, alpha));
+          const float v0 = acc[v][co] + shift[co], v1 = acc[v][co + 1] + shift[co + 1];
+          bits[k] = kPlain ? PairBits(v0, v1) : PairBits(ApplyAct(v0, act, alpha), ApplyAct(v1, act, alpha));
         }
-        dst[pack] = *reinterpret_cast<const uint4*>(h);
+        dst[pack] = make_uint4(bits[0], bits[1], bits[2], bits[3]);
       }
     }
   }
@@ -74,10 +85,15 @@ Status LaunchCout(const CudaContext& ctx, const StemShape& s, const __half* x, c
   // least 8 blocks per SM.
   const int64_t blocks = (StemItems(s) + kStemThreads * 8 - 1) / (kStemThreads * 8);
   const auto grid = static_cast<unsigned>(std::clamp<int64_t>(blocks, int64_t{ctx.num_sms} * 8, 0x7fffffff));
-  if (s.cout == 16) {
-    Conv3StemKernel<CIN, 16><<<grid, kStemThreads, 0, ctx.stream>>>(s, x, w, bias, y, act, alpha);
+  const bool plain = act == Act::kNone;
+  if (s.cout == 16 && plain) {
+    Conv3StemKernel<CIN, 16, true><<<grid, kStemThreads, 0, ctx.stream>>>(s, x, w, bias, y, act, alpha);
+  } else if (s.cout == 16) {
+    Conv3StemKernel<CIN, 16, false><<<grid, kStemThreads, 0, ctx.stream>>>(s, x, w, bias, y, act, alpha);
+  } else if (plain) {
+    Conv3StemKernel<CIN, 32, true><<<grid, kStemThreads, 0, ctx.stream>>>(s, x, w, bias, y, act, alpha);
   } else {
-    Conv3StemKernel<CIN, 32><<<grid, kStemThreads, 0, ctx.stream>>>(s, x, w, bias, y, act, alpha);
+    Conv3StemKernel<CIN, 32, false><<<grid, kStemThreads, 0, ctx.stream>>>(s, x, w, bias, y, act, alpha);
   }
   ITKIT_CUDA_CHECK_LAUNCH("Conv3StemKernel");
   return Status::Ok();
@@ -93,6 +109,8 @@ Status LaunchConv3Stem(const CudaContext& ctx, const StemShape& shape, const __h
     return InvalidArgument("stem convolution: ", shape.cin, " -> ", shape.cout, " channels");
   if (shape.n <= 0 || shape.d <= 0 || shape.h <= 0 || shape.w <= 0) return InvalidArgument("stem convolution: empty volume");
   if (reinterpret_cast<uintptr_t>(y) % 16 != 0) return Internal("stem convolution: Y not 16-byte aligned");
+  // 32-bit item numbers (the backend's tensors stay under 2^31 elements, so they do).
+  if (StemItems(shape) > 0xffffffffLL) return Unsupported("stem convolution: too many voxels");
   switch (shape.cin) {
     case 1: return LaunchCout<1>(ctx, shape, x, w, bias, y, act, alpha);
     case 2: return LaunchCout<2>(ctx, shape, x, w, bias, y, act, alpha);

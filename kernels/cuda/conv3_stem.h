@@ -2,7 +2,7 @@
 // convolution of a segmentation network, from the image's few channels (1-4
 // modalities) to 16 or 32 feature channels, stride 1, padding 1, f16 NDHWC in and out,
 // f32 sums. Plain C++ with ITKIT_HD markers, so that tests/ops runs this exact code on
-// the host against a plain convolution (test_cuda_host.cpp, CudaConv3Stem.*).
+// the host against a plain convolution (test_cuda_conv3_host.cpp, CudaConv3Stem.*).
 //
 // Why: with one input channel the GEMM behind cuDNN's tensor-core kernels has K = 27
 // (padded), and the layer writes 32 channels per voxel; it is bound by writing its
@@ -31,7 +31,7 @@ namespace itkit::cuda {
 constexpr int kStemMaxCin = 4;
 constexpr int kStemVoxels = 2;  // along W per item
 constexpr int kStemTaps = 27;
-constexpr int kStemThreads = 256;
+constexpr int kStemThreads = 128;  // with ~135 registers, 3 blocks (12 warps) per SM
 
 struct StemShape {
   int64_t n = 0, d = 0, h = 0, w = 0;  // the input's (= the output's) extents
@@ -46,15 +46,19 @@ ITKIT_HD int64_t StemPairs(const StemShape& s) { return (s.w + kStemVoxels - 1) 
 ITKIT_HD int64_t StemItems(const StemShape& s) { return s.n * s.d * s.h * StemPairs(s); }
 
 // Item i of the grid-stride loop: x fastest, so a warp's loads and stores are contiguous.
-ITKIT_HD StemItem StemItemOf(const StemShape& s, int64_t i) {
-  const int64_t pairs = StemPairs(s);
+// The divisions in `Index`: uint32_t where every item number fits (a 64-bit division
+// costs the GPU dozens of instructions), int64_t otherwise.
+template <typename Index = int64_t>
+ITKIT_HD StemItem StemItemOf(const StemShape& s, int64_t item) {
+  const auto pairs = static_cast<Index>(StemPairs(s)), h = static_cast<Index>(s.h), d = static_cast<Index>(s.d);
+  auto i = static_cast<Index>(item);
   StemItem it;
-  it.x0 = (i % pairs) * kStemVoxels;
+  it.x0 = static_cast<int64_t>(i % pairs) * kStemVoxels;
   i /= pairs;
-  it.y = i % s.h;
-  i /= s.h;
-  it.z = i % s.d;
-  it.n = i / s.d;
+  it.y = static_cast<int64_t>(i % h);
+  i /= h;
+  it.z = static_cast<int64_t>(i % d);
+  it.n = static_cast<int64_t>(i / d);
   return it;
 }
 

@@ -340,7 +340,9 @@ std::vector<float> EmulateStem(const cuda::StemShape& s, const std::vector<float
     return w[static_cast<size_t>((co * cuda::kStemTaps + tap) * CIN + ci)];
   };
   for (int64_t i = 0; i < cuda::StemItems(s); ++i) {
-    const cuda::StemItem it = cuda::StemItemOf(s, i);
+    const cuda::StemItem it = cuda::StemItemOf<uint32_t>(s, i);  // as the kernel walks
+    const cuda::StemItem wide = cuda::StemItemOf<int64_t>(s, i);
+    EXPECT_TRUE(it.n == wide.n && it.z == wide.z && it.y == wide.y && it.x0 == wide.x0) << "item " << i;
     float acc[cuda::kStemVoxels][COUT];
     cuda::StemAccumulate<CIN, COUT>(s, it, load, weight, acc);
     for (int v = 0; v < cuda::kStemVoxels; ++v) {
