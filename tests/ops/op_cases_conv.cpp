@@ -72,6 +72,24 @@ OpCase ConvCase(Maker& m, const ConvSpec& sp) {
   return c;
 }
 
+// An f16 3x3x3 convolution, stride 1, padding 1 (output = input extent), LeakyReLU's
+// alpha 0.1 where it has one: the shapes our own 3x3x3 kernels take.
+ConvSpec SameHalf3x3x3(int64_t n, int64_t cin, int64_t cout, std::vector<int64_t> in, bool bias, std::string act) {
+  ConvSpec sp;
+  sp.n = n;
+  sp.cin = cin;
+  sp.cout = cout;
+  sp.in = std::move(in);
+  sp.k = {3, 3, 3};
+  sp.s = sp.d = {1, 1, 1};
+  sp.pads = {1, 1, 1, 1, 1, 1};
+  sp.bias = bias;
+  sp.act = std::move(act);
+  sp.alpha = 0.1f;
+  sp.half = true;
+  return sp;
+}
+
 // The case just added once more with Y written over Z, as the planner places it when Z
 // dies at the convolution (cuDNN then accumulates onto Z: beta = 1).
 void AddOverZ(std::vector<OpCase>& out) {
@@ -137,18 +155,8 @@ void AddConvCases(Maker& m, std::vector<OpCase>& out) {
   // columns of 64), a depth of one (only the centre plane inside), an activation and
   // Z in its store.
   auto conv3 = [&](int64_t n, std::vector<int64_t> in, bool bias, std::string act, bool z) {
-    ConvSpec sp;
-    sp.n = n;
-    sp.cin = sp.cout = 32;
-    sp.in = std::move(in);
-    sp.k = {3, 3, 3};
-    sp.s = sp.d = {1, 1, 1};
-    sp.pads = {1, 1, 1, 1, 1, 1};
-    sp.bias = bias;
-    sp.act = std::move(act);
-    sp.alpha = 0.1f;
+    ConvSpec sp = SameHalf3x3x3(n, 32, 32, std::move(in), bias, std::move(act));
     sp.z = z;
-    sp.half = true;
     out.push_back(ConvCase(m, sp));
   };
   conv3(1, {4, 10, 70}, true, "LeakyRelu", true);
@@ -236,19 +244,7 @@ void AddStemConvCases(Maker& m, std::vector<OpCase>& out) {
   // channels-last): odd widths (a last item of one voxel), a width of one, each
   // activation once.
   auto stem = [&](int64_t n, int64_t cin, int64_t cout, std::vector<int64_t> in, bool bias, std::string act) {
-    ConvSpec sp;
-    sp.n = n;
-    sp.cin = cin;
-    sp.cout = cout;
-    sp.in = std::move(in);
-    sp.k = {3, 3, 3};
-    sp.s = sp.d = {1, 1, 1};
-    sp.pads = {1, 1, 1, 1, 1, 1};
-    sp.bias = bias;
-    sp.act = std::move(act);
-    sp.alpha = 0.1f;
-    sp.half = true;
-    out.push_back(ConvCase(m, sp));
+    out.push_back(ConvCase(m, SameHalf3x3x3(n, cin, cout, std::move(in), bias, std::move(act))));
   };
   stem(2, 1, 32, {5, 6, 9}, false, "");
   stem(1, 2, 16, {3, 7, 1}, true, "LeakyRelu");
