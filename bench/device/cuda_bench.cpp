@@ -15,8 +15,8 @@
 //       sliding-window pass (Gaussian blending and argmax on the GPU through
 //       itkit/cuda_accumulator.h) with peak GPU memory. As in torch_reference.py the
 //       volume is on the GPU before the clock starts and windows are cut there
-//       (cuda::GatherWindows, on the backend's stream); the pipeline instead extracts them on the host, on a helper
-//       thread, while the GPU runs the previous batch.
+//       (cuda::GatherWindows, on the backend's stream); the pipeline instead extracts
+//       them on the host, on a helper thread, while the GPU runs the previous batch.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -271,17 +271,15 @@ Status PrintProfile(const Model& model, const SessionOptions& base, const Tensor
   so.profile_steps = true;
   ITKIT_ASSIGN_OR_RETURN(std::unique_ptr<Session> s, Session::Create(model, so));
   ITKIT_RETURN_IF_ERROR(s->Run(std::vector<Tensor>{x}).status());
-  const std::map<std::string, StepTime> before = s->StepProfile();
+  s->ClearStepProfile();  // the planning run's times out of both tables below
   for (int i = 0; i < runs; ++i) ITKIT_RETURN_IF_ERROR(s->Run(std::vector<Tensor>{x}).status());
   std::vector<std::pair<double, std::string>> rows;
   std::map<std::string, size_t> counts;
   double total = 0;
   for (const auto& [key, t] : s->StepProfile()) {
-    const auto it = before.find(key);
-    const double sec = t.seconds - (it == before.end() ? 0.0 : it->second.seconds);
-    counts[key] = (t.count - (it == before.end() ? 0 : it->second.count)) / static_cast<size_t>(runs);
-    rows.emplace_back(sec, key);
-    total += sec;
+    counts[key] = t.count / static_cast<size_t>(runs);
+    rows.emplace_back(t.seconds, key);
+    total += t.seconds;
   }
   std::sort(rows.rbegin(), rows.rend());
   std::printf("profile (steps synchronised one by one, so slower than a plain run): %.3f ms/window\n",
@@ -289,7 +287,7 @@ Status PrintProfile(const Model& model, const SessionOptions& base, const Tensor
   for (const auto& [sec, key] : rows)
     std::printf("  %-32s %4zu steps  %8.3f ms/window  %5.1f %%\n", key.c_str(), counts[key],
                 sec * 1000 / runs / static_cast<double>(batch), total > 0 ? 100 * sec / total : 0.0);
-  // The slowest single steps (including the planning run: a ranking, not exact times).
+  // The slowest single steps, per run.
   std::vector<std::pair<double, std::string>> steps;
   for (const auto& [key, t] : s->StepProfile(Session::ProfileBy::kStep))
     steps.emplace_back(t.count ? t.seconds / static_cast<double>(t.count) : 0.0, key);

@@ -95,6 +95,13 @@ Result<PlanStats> Session::StatsFor(const std::vector<Shape>& input_shapes) {
   return plan->stats;
 }
 
+void Session::ClearStepProfile() {
+  for (auto& entry : plans_) {
+    entry.second->profile.clear();
+    entry.second->profile_by_step.clear();
+  }
+}
+
 std::map<std::string, StepTime> Session::StepProfile(ProfileBy by) const {
   std::map<std::string, StepTime> total;
   for (const auto& entry : plans_)

@@ -225,6 +225,13 @@ TEST(StepProfile, CountsEachStepByOpType) {
   ASSERT_EQ(by_step.size(), static_cast<size_t>(kSteps));
   EXPECT_EQ(by_step.count("Mul 'Mul_m'"), 1u);
   EXPECT_EQ(by_step.count("Sigmoid 'Sigmoid_y'"), 1u);
+  // Cleared, then one more run: only that run is counted.
+  (*session)->ClearStepProfile();
+  EXPECT_TRUE((*session)->StepProfile().empty());
+  ASSERT_TRUE((*session)->Run(std::vector<Tensor>{x}).ok());
+  ASSERT_EQ((*session)->StepProfile().size(), static_cast<size_t>(kSteps));
+  for (const auto& [key, t] : (*session)->StepProfile()) EXPECT_EQ(t.count, 1u) << key;
+  EXPECT_EQ((*session)->StepProfile(Session::ProfileBy::kStep).size(), static_cast<size_t>(kSteps));
 }
 
 // A device that defers kernels while recording, as CUDA stream capture does, so a

@@ -11,12 +11,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <map>
-#include <tuple>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "itkit/devices.h"
@@ -90,16 +90,13 @@ double PeakRssMiB() {
   return usage.ru_maxrss / 1024.0;  // Linux reports KiB
 }
 
-// Seconds per run by op type, slowest first, from the profile's growth over `runs`.
-void PrintProfile(const std::map<std::string, itkit::StepTime>& before,
-                  const std::map<std::string, itkit::StepTime>& after, int runs) {
+// Seconds per run by op type, slowest first, of a profile covering `runs` runs.
+void PrintProfile(const std::map<std::string, itkit::StepTime>& profile, int runs) {
   std::vector<std::tuple<double, std::string, int64_t>> rows;
   double total = 0;
-  for (const auto& [key, t] : after) {
-    const auto it = before.find(key);
-    const double sec = (t.seconds - (it == before.end() ? 0.0 : it->second.seconds)) / runs;
-    const int64_t steps = (static_cast<int64_t>(t.count) - (it == before.end() ? 0 : static_cast<int64_t>(it->second.count))) / runs;
-    rows.emplace_back(sec, key, steps);
+  for (const auto& [key, t] : profile) {
+    const double sec = t.seconds / runs;
+    rows.emplace_back(sec, key, static_cast<int64_t>(t.count) / runs);
     total += sec;
   }
   std::sort(rows.rbegin(), rows.rend());
@@ -196,8 +193,7 @@ int main(int argc, char** argv) {
     auto out = (*session)->Run(std::vector<itkit::Tensor>{input});
     if (!out.ok()) return Fail(out.status());
   }
-  // The timed runs' share of the profile: what the warm-up (and planning) runs left out.
-  const std::map<std::string, itkit::StepTime> before = (*session)->StepProfile();
+  (*session)->ClearStepProfile();  // the profile covers the timed runs, not planning and warm-up
   double total = 0, best = 1e30;
   for (int i = 0; i < args.repeat; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -211,7 +207,7 @@ int main(int argc, char** argv) {
   }
   std::printf("time per run: mean %.3f s, best %.3f s over %d runs\npeak RSS: %.1f MiB\n", total / args.repeat, best,
               args.repeat, PeakRssMiB());
-  if (args.profile) PrintProfile(before, (*session)->StepProfile(), args.repeat);
+  if (args.profile) PrintProfile((*session)->StepProfile(), args.repeat);
   for (size_t i = 0; i < outputs.size(); ++i)
     std::printf("output %zu '%s': %s %s\n", i, (*session)->outputs()[i].name.c_str(),
                 std::string(itkit::DTypeName(outputs[i].dtype())).c_str(), itkit::ShapeToString(outputs[i].shape()).c_str());

@@ -91,6 +91,9 @@ class Session {
   // or per step ("Conv 'encoder.0.conv'", keyed by op type and node name).
   enum class ProfileBy { kOpType, kStep };
   std::map<std::string, StepTime> StepProfile(ProfileBy by = ProfileBy::kOpType) const;
+  // Forgets the times so far (say, the planning and warm-up runs'), so that StepProfile
+  // then covers only the runs after it.
+  void ClearStepProfile();
 
  private:
   Session() = default;
