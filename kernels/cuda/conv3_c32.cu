@@ -77,6 +77,14 @@ class PlaneLoad {
 // A thread's share of a halo plane: 2640 chunks over 256 threads, 10 or 11 each.
 constexpr int kConv3CopiesPerThread = (kConv3PlaneVoxels * kConv3ChunksPerRow + kConv3Threads - 1) / kConv3Threads;
 
+// One output pair: act(sum + bias + z) as f16, the first channel at the lower address.
+template <Act kAct>
+__device__ __forceinline__ void StorePair(__half* at, float sum0, float sum1, const float (&bias)[2], float2 z,
+                                          float alpha) {
+  *reinterpret_cast<__half2*>(at) =
+      __floats2half2_rn(ApplyAct(sum0 + bias[0] + z.x, kAct, alpha), ApplyAct(sum1 + bias[1] + z.y, kAct, alpha));
+}
+
 // The activation is a template parameter: one switch per launch, not one per value.
 template <Act kAct>
 __global__ void __launch_bounds__(kConv3Threads, 1)
@@ -188,20 +196,18 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
 #pragma unroll
         for (int half_row = 0; half_row < 2; ++half_row)
 #pragma unroll
-          for (int nt = 0; nt < 4; ++nt) {
-            const float v0 = acc[mt][nt][half_row * 2] + bias_pair[nt][0] + zv[half_row][nt].x;
-            const float v1 = acc[mt][nt][half_row * 2 + 1] + bias_pair[nt][1] + zv[half_row][nt].y;
-            *reinterpret_cast<__half2*>(yr + Conv3FullTilePair(mt, nt, half_row, lane)) =
-                __floats2half2_rn(ApplyAct(v0, kAct, alpha), ApplyAct(v1, kAct, alpha));
-          }
+          for (int nt = 0; nt < 4; ++nt)
+            StorePair<kAct>(yr + Conv3FullTilePair(mt, nt, half_row, lane), acc[mt][nt][half_row * 2],
+                            acc[mt][nt][half_row * 2 + 1], bias_pair[nt], zv[half_row][nt], alpha);
       }
       continue;
     }
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt) {
-      // A tile cut short by the volume's width. All 8 of the row tile's Z pairs are read before any of its Y pairs is written
-      // (Z may be Y: each element is read, then written, by this thread alone), so the
-      // reads overlap instead of each waiting behind the previous store.
+      // A tile cut short by the volume's width. All 8 of the row tile's Z pairs are read
+      // before any of its Y pairs is written (Z may be Y: each element is read, then
+      // written, by this thread alone), so the reads overlap instead of each waiting
+      // behind the previous store.
       int64_t idx[2][4];
       float2 zv[2][4];
 #pragma unroll
@@ -216,13 +222,10 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
 #pragma unroll
       for (int half_row = 0; half_row < 2; ++half_row)
 #pragma unroll
-        for (int nt = 0; nt < 4; ++nt) {
-          if (idx[half_row][nt] < 0) continue;
-          const float v0 = acc[mt][nt][half_row * 2] + bias_pair[nt][0] + zv[half_row][nt].x;
-          const float v1 = acc[mt][nt][half_row * 2 + 1] + bias_pair[nt][1] + zv[half_row][nt].y;
-          *reinterpret_cast<__half2*>(y + idx[half_row][nt]) =
-              __floats2half2_rn(ApplyAct(v0, kAct, alpha), ApplyAct(v1, kAct, alpha));
-        }
+        for (int nt = 0; nt < 4; ++nt)
+          if (idx[half_row][nt] >= 0)
+            StorePair<kAct>(y + idx[half_row][nt], acc[mt][nt][half_row * 2], acc[mt][nt][half_row * 2 + 1],
+                            bias_pair[nt], zv[half_row][nt], alpha);
     }
   }
   CopyAsyncWaitAll();  // no copy may outlive the block

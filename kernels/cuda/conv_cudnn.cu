@@ -335,26 +335,20 @@ class ConvKernel final : public OpKernel {
     return s;
   }
 
-  // 3x3x3, stride 1, padding 1 from 32 to 32 channels between f16 channels-last values.
+  // A 3x3x3, stride 1, padding 1 convolution (no groups or dilation) between f16
+  // channels-last values: what our 3x3x3 kernels take, given their channel counts.
+  bool IsHalfSame3x3x3() const {
+    if (g_.transpose || g_.group != 1 || dtype_ != DType::kF16 || !in_cl_ || !out_cl_ || g_.nd != 3) return false;
+    for (int i = 0; i < 3; ++i)
+      if (g_.kernel[i] != 3 || g_.strides[i] != 1 || g_.pads[i] != 1 || g_.dilations[i] != 1) return false;
+    return true;
+  }
+  // From 32 to 32 channels (conv3_c32.cu).
   bool OwnConv3Applies() const {
-    if (g_.transpose || g_.group != 1 || dtype_ != DType::kF16 || !in_cl_ || !out_cl_ || g_.nd != 3 ||
-        g_.cin != kConv3Channels || g_.cout != kConv3Channels)
-      return false;
-    for (int i = 0; i < 3; ++i)
-      if (g_.kernel[i] != 3 || g_.strides[i] != 1 || g_.pads[i] != 1 || g_.dilations[i] != 1) return false;
-    return true;
+    return IsHalfSame3x3x3() && g_.cin == kConv3Channels && g_.cout == kConv3Channels;
   }
-
-  // 3x3x3, stride 1, padding 1 from 1-4 to 16 or 32 channels between f16 channels-last
-  // values, without Z: a network's first convolution.
-  bool OwnConv3StemApplies() const {
-    if (g_.transpose || g_.group != 1 || dtype_ != DType::kF16 || !in_cl_ || !out_cl_ || g_.nd != 3 || has_z_ ||
-        !Conv3StemTakes(g_.cin, g_.cout))
-      return false;
-    for (int i = 0; i < 3; ++i)
-      if (g_.kernel[i] != 3 || g_.strides[i] != 1 || g_.pads[i] != 1 || g_.dilations[i] != 1) return false;
-    return true;
-  }
+  // From 1-4 to 16 or 32 channels without Z, a network's first convolution (conv3_stem.cu).
+  bool OwnConv3StemApplies() const { return IsHalfSame3x3x3() && !has_z_ && Conv3StemTakes(g_.cin, g_.cout); }
 
   OwnKind ApplicableOwnKernel() const {
     if (OwnStridedTransposeApplies()) return OwnKind::kStridedTranspose;
@@ -585,13 +579,12 @@ class ConvKernel final : public OpKernel {
         if (perf[i].status == CUDNN_STATUS_SUCCESS)
           candidates.push_back({static_cast<int>(perf[i].algo), perf[i].mathType, timed ? perf[i].time : -1.0f});
     }
-    // Results come fastest first (Find) or best first (heuristic): the usable ones up
-    // to the end of the fastest's timing noise, then PickAlgorithm's choice.
+    // Results come fastest first (Find) or best first (heuristic): PickAlgorithm picks
+    // among the usable ones (within the workspace limit, the math the mode allows).
     std::vector<Candidate> usable;
     std::vector<AlgoCandidate> timings;
     for (const Candidate& c : candidates) {
       if (strict_fp32 && (c.math == CUDNN_TENSOR_OP_MATH || c.math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) continue;
-      if (!usable.empty() && (c.ms < 0 || timings[0].ms < 0 || c.ms > timings[0].ms * (1.0 + kTimingNoise))) break;
       if (!Accept(c.algo, strict_fp32 ? CUDNN_FMA_MATH : c.math)) continue;
       usable.push_back({algo_, math_, c.ms});
       timings.push_back({c.ms, algo_workspace_});

@@ -26,6 +26,7 @@ int PickAlgorithm(const std::vector<AlgoCandidate>& candidates) {
   }
   return pick;
 }
+
 namespace {
 
 template <typename T>

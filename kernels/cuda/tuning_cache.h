@@ -12,10 +12,10 @@
 
 #include <cstddef>
 #include <map>
-#include <vector>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "itkit/status.h"
 
