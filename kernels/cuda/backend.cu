@@ -266,6 +266,9 @@ const std::vector<CudaOpEntry>& OpTable() {
     AppendSoftmaxOps(t);
     AppendArgMaxOps(t);
     AppendMatMulOps(t);
+    AppendLayerNormOps(t);
+    AppendGatherOps(t);
+    AppendReduceOps(t);
     return t;
   }();
   return table;

@@ -150,6 +150,9 @@ void AppendPoolOps(std::vector<CudaOpEntry>& table);         // pool.cu
 void AppendSoftmaxOps(std::vector<CudaOpEntry>& table);      // softmax.cu
 void AppendArgMaxOps(std::vector<CudaOpEntry>& table);       // argmax.cu
 void AppendMatMulOps(std::vector<CudaOpEntry>& table);       // matmul_cublas.cu
+void AppendLayerNormOps(std::vector<CudaOpEntry>& table);    // layer_norm.cu
+void AppendGatherOps(std::vector<CudaOpEntry>& table);       // gather.cu
+void AppendReduceOps(std::vector<CudaOpEntry>& table);       // reduce.cu
 
 // The context of a CUDA backend; nullptr for any other backend.
 std::shared_ptr<CudaContext> ContextOf(const Backend& backend);

@@ -50,7 +50,7 @@ bool StoresHalfSafely(const Node& node) {
       "Add", "Sub", "Mul", "Max", "Min",
       // data movement
       "Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice", "Concat",
-      "Split", "Expand", "Pad", "Tile",
+      "Split", "Expand", "Pad", "Tile", "Gather",
       // resampling and pooling of activations
       "Resize", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
       // class scores: softmax in f32 with f16 inputs/outputs; argmax reads f16

@@ -83,5 +83,7 @@ inline OpCase Case(std::string family, std::string name, Node node, std::vector<
 // family, so adding them left the earlier cases' random draws unchanged.
 void AddConvCases(Maker& m, std::vector<OpCase>& out);
 void AddStemConvCases(Maker& m, std::vector<OpCase>& out);
+// LayerNorm, Gather, Reduce* (op_cases_transformer.cpp), drawn after the stem cases.
+void AddTransformerCases(Maker& m, std::vector<OpCase>& out);
 
 }  // namespace itkit::test::ops

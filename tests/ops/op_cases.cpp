@@ -272,9 +272,10 @@ void AddSoftmaxArgCases(Maker& m, std::vector<OpCase>& out) {
     node.attrs.SetInt("axis", axis);
     node.attrs.SetInt("keepdims", keep);
     node.attrs.SetInt("select_last_index", last);
-    out.push_back(Case("argmax", node.op_type + " x" + Str(x) + " axis " + std::to_string(axis) + " keepdims " +
-                                     std::to_string(keep) + " last " + std::to_string(last),
-                       std::move(node), {m.Signed(x)}));
+    // Named before the call: the node argument may be moved from before the name is built.
+    const std::string name = node.op_type + " x" + Str(x) + " axis " + std::to_string(axis) + " keepdims " +
+                             std::to_string(keep) + " last " + std::to_string(last);
+    out.push_back(Case("argmax", name, std::move(node), {m.Signed(x)}));
   }
 }
 
@@ -570,6 +571,7 @@ std::vector<OpCase> MakeCases(uint32_t seed) {
   AddResidualNormCases(m, cases);
   AddFusedElementwiseCases(m, cases);
   AddStemConvCases(m, cases);
+  AddTransformerCases(m, cases);
   return cases;
 }
 

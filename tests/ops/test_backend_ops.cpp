@@ -53,7 +53,8 @@ Impl CpuReferenceImpl() {
     const std::string& op = sig.node->op_type;
     if (op == "Conv" || op == "FusedConv") return cpu::CreateConvKernel(sig, false, cpu::ConvImpl::kReference);
     if (op == "ConvTranspose") return cpu::CreateConvKernel(sig, true, cpu::ConvImpl::kReference);
-    if (op == "GroupNorm" || op == "InstanceNormalization" || op == "BatchNormalization")
+    if (op == "GroupNorm" || op == "InstanceNormalization" || op == "BatchNormalization" ||
+        op == "LayerNormalization" || op == "LayerNormAct")
       return cpu::CreateNormKernel(sig, cpu::NormImpl::kReference);
     if (op == "Resize") return cpu::CreateResizeKernel(sig, cpu::ResizeImpl::kReference);
     if (op == "MatMul" || op == "Gemm") return cpu::CreateMatMulKernel(sig, cpu::MatMulImpl::kReference);
@@ -67,7 +68,9 @@ uint32_t Seed() { return SeedFromEnv(); }
 TEST(BackendOps, CpuKernelsMatchCpuReference) {
   std::vector<OpCase> cases;
   for (const OpCase& c : Cases())
-    if (c.family == "conv" || c.family == "norm" || c.family == "resize" || c.family == "matmul") cases.push_back(c);
+    if (c.family == "conv" || c.family == "norm" || c.family == "layernorm" || c.family == "resize" ||
+        c.family == "matmul")
+      cases.push_back(c);
   const Summary s = RunAll(CpuImpl(), CpuReferenceImpl(), cases);
   EXPECT_EQ(s.failed, 0) << "seed " << Seed() << "; first failure: " << (s.failures.empty() ? "" : s.failures[0]);
 }
