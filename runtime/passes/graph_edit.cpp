@@ -90,4 +90,11 @@ std::string UniqueName(const Graph& graph, const std::string& base) {
   }
 }
 
+std::string FreshName(const Graph& graph, std::unordered_set<std::string>& reserved, const std::string& base) {
+  for (int i = 0;; ++i) {
+    std::string name = UniqueName(graph, i == 0 ? base : base + "_" + std::to_string(i));
+    if (reserved.insert(name).second) return name;
+  }
+}
+
 }  // namespace itkit::passes

@@ -3,6 +3,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "itkit/graph.h"
@@ -42,5 +43,8 @@ void RemoveNodes(Graph& graph, const std::vector<bool>& dead);
 void RemoveUnusedInitializers(Graph& graph);
 // A fresh value/initializer name based on `base`.
 std::string UniqueName(const Graph& graph, const std::string& base);
+// The same, also unused by `reserved` (the names of nodes a pass has made but not yet
+// put in the graph), to which it is added.
+std::string FreshName(const Graph& graph, std::unordered_set<std::string>& reserved, const std::string& base);
 
 }  // namespace itkit::passes

@@ -7,6 +7,7 @@ namespace itkit::passes {
 
 Status EliminateIdentity(Graph& graph, bool& changed);       // eliminate_identity.cpp
 Status FoldConstants(Graph& graph, bool& changed);           // fold_constants.cpp
+Status LowerEinsum(Graph& graph, bool& changed);             // lower_einsum.cpp
 Status FoldBatchNormIntoConv(Graph& graph, bool& changed);   // fold_batchnorm_into_conv.cpp
 Status RecognizeGroupNorm(Graph& graph, bool& changed);      // recognize_group_norm.cpp
 Status FuseNormActivation(Graph& graph, bool& changed);      // fuse_norm_activation.cpp

@@ -10,6 +10,8 @@ const std::vector<PassInfo>& AllPasses() {
   static const std::vector<PassInfo> passes = {
       {"eliminate_identity", "removes Identity and inference-mode Dropout", passes::EliminateIdentity},
       {"fold_constants", "evaluates nodes whose inputs are all constants", passes::FoldConstants},
+      {"lower_einsum", "an Einsum that is a batched matrix product becomes Transpose -> MatMul -> Transpose",
+       passes::LowerEinsum},
       {"fold_batchnorm_into_conv", "folds an inference BatchNormalization into the preceding Conv",
        passes::FoldBatchNormIntoConv},
       {"recognize_group_norm", "turns torch's Reshape-InstanceNorm-Reshape-Mul-Add export into GroupNorm",

@@ -65,14 +65,6 @@ Result<Tensor> SliceInputChannels(const Tensor& w, int64_t begin, int64_t count)
   return part;
 }
 
-// A name neither the graph nor this pass's new nodes use.
-std::string FreshName(const Graph& graph, std::unordered_set<std::string>& reserved, const std::string& base) {
-  for (int i = 0;; ++i) {
-    std::string name = UniqueName(graph, i == 0 ? base : base + "_" + std::to_string(i));
-    if (reserved.insert(name).second) return name;
-  }
-}
-
 struct Part {
   std::string value;
   int64_t channels = 0;

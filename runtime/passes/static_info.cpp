@@ -1,9 +1,11 @@
 #include "passes/static_info.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <string_view>
 
 #include "itkit/op_table.h"
+#include "shape_infer/einsum_equation.h"
 #include "shape_infer/window_geometry.h"
 
 namespace itkit::passes {
@@ -34,10 +36,10 @@ bool Broadcasts(const Node& n) {
 bool KeepsDType(const Node& n) {
   if (!IsOnnxDomain(n.domain)) return n.domain == kItkitDomain;  // every fused op keeps X's dtype
   return OneOf(n.op_type, {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice",
-                           "Expand", "Tile", "Pad", "Gather", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
+                           "Expand", "Tile", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
                            "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp", "MaxPool",
-                           "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "MatMul",
-                           "Gemm", "Einsum", "ConvTranspose", "Conv", "Range", "CumSum"});
+                           "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Resize", "Upsample", "Gemm",
+                           "ConvTranspose", "Conv", "Range", "CumSum"});
 }
 
 std::string Unknown(const std::string& value, size_t axis) { return "?" + value + "#" + std::to_string(axis); }
@@ -163,7 +165,72 @@ bool PadDims(const Graph& graph, const Node& n, const StaticInfo& x, std::vector
   return true;
 }
 
+// Transpose's output dims; false if `perm` is not a permutation of the rank.
+bool PermuteDims(const std::vector<std::string>& in, std::vector<int64_t> perm, std::vector<std::string>* out) {
+  const size_t rank = in.size();
+  if (perm.empty())
+    for (size_t i = rank; i-- > 0;) perm.push_back(static_cast<int64_t>(i));  // the default: reversed
+  if (perm.size() != rank) return false;
+  std::vector<bool> seen(rank, false);
+  out->clear();
+  for (int64_t p : perm) {
+    if (p < 0 || p >= static_cast<int64_t>(rank) || seen[static_cast<size_t>(p)]) return false;
+    seen[static_cast<size_t>(p)] = true;
+    out->push_back(in[static_cast<size_t>(p)]);
+  }
+  return true;
+}
+
+std::string JoinInts(const std::vector<int64_t>& v) {
+  std::string s;
+  for (int64_t x : v) s += std::to_string(x) + ",";
+  return s;
+}
+
+// Einsum with an explicit output and no ellipsis: an output label's dim is that of the
+// first operand carrying it (Einsum requires every operand's size of a label to match).
+bool EinsumDims(const StaticInfoMap& map, const Node& n, std::vector<std::string>* out) {
+  auto terms = shape_rules::ParseEinsumTerms(n.attrs.GetString("equation", ""));
+  if (!terms.ok() || !terms->explicit_output || terms->ellipsis || terms->operands.size() != n.inputs.size())
+    return false;
+  std::vector<std::vector<std::string>> dims(n.inputs.size());
+  for (size_t k = 0; k < n.inputs.size(); ++k)
+    if (n.inputs[k].empty() || !map.DimsIfRank(n.inputs[k], terms->operands[k].size(), &dims[k])) return false;
+  out->clear();
+  for (char label : terms->output) {
+    bool found = false;
+    for (size_t k = 0; k < dims.size() && !found; ++k) {
+      const std::vector<char>& term = terms->operands[k];
+      const auto at = std::find(term.begin(), term.end(), label);
+      if (at == term.end()) continue;
+      out->push_back(dims[k][static_cast<size_t>(at - term.begin())]);
+      found = true;
+    }
+    if (!found) return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+int StaticInfoMap::DerivedClass(const std::string& key) {
+  auto [it, inserted] = derived_classes_.emplace(key, next_class_);
+  if (inserted) ++next_class_;
+  return it->second;
+}
+
+bool StaticInfoMap::DimsIfRank(const std::string& value, size_t rank, std::vector<std::string>* dims) const {
+  const StaticInfo& s = Get(value);
+  if (s.has_shape) {
+    if (s.dims.size() != rank) return false;
+    *dims = s.dims;
+    return true;
+  }
+  if (s.shape_class < 0) return false;
+  dims->clear();
+  for (size_t a = 0; a < rank; ++a) dims->push_back("~" + std::to_string(s.shape_class) + "#" + std::to_string(a));
+  return true;
+}
 
 StaticInfoMap::StaticInfoMap(const Graph& graph) {
   for (const auto& [name, t] : graph.initializers) {
@@ -177,6 +244,7 @@ StaticInfoMap::StaticInfoMap(const Graph& graph) {
     StaticInfo& i = info_[v.name];
     i.dtype = v.dtype;
     i.has_shape = v.has_shape;
+    if (!v.has_shape) i.shape_class = next_class_++;
     for (size_t a = 0; a < v.dims.size() && v.has_shape; ++a) {
       const Dim& d = v.dims[a];
       i.dims.push_back(d.is_static()        ? std::to_string(d.value)
@@ -206,6 +274,16 @@ StaticInfoMap::StaticInfoMap(const Graph& graph) {
       const size_t rank = static_cast<size_t>(std::max<int64_t>(0, n.attrs.GetInt("broadcast_rank", 0)));
       if (n.domain == kItkitDomain && r.dims.size() < rank) r.dims.insert(r.dims.begin(), rank - r.dims.size(), "1");
       if (!r.has_shape) r.dims.clear();
+      // One operand of unknown shape, the others scalars (attention's score * scale):
+      // the scalars leave its shape as it is.
+      int unknown_class = -1, unknown_count = 0;
+      for (const std::string& in : n.inputs) {
+        const StaticInfo& s = Get(in);
+        if (in.empty() || (s.has_shape && s.dims.empty())) continue;
+        ++unknown_count;
+        unknown_class = s.has_shape ? -1 : s.shape_class;
+      }
+      if (!r.has_shape && rank == 0 && unknown_count == 1) r.shape_class = unknown_class;
     } else if ((onnx && n.op_type == "Conv") || (n.domain == kItkitDomain && n.op_type == "FusedConv")) {
       r.dtype = in0.dtype;
       auto w = n.inputs.size() > 1 ? graph.initializers.find(n.inputs[1]) : graph.initializers.end();
@@ -224,6 +302,46 @@ StaticInfoMap::StaticInfoMap(const Graph& graph) {
       r.dtype = in0.dtype;
       r.has_shape = PadDims(graph, n, in0, &r.dims);
       if (!r.has_shape) r.dims.clear();
+    } else if (onnx && n.op_type == "Transpose") {
+      r.dtype = in0.dtype;
+      const std::vector<int64_t> perm = n.attrs.GetInts("perm");
+      if (in0.has_shape)
+        r.has_shape = PermuteDims(in0.dims, perm, &r.dims);
+      else if (in0.shape_class >= 0)
+        r.shape_class = DerivedClass("transpose " + std::to_string(in0.shape_class) + " " + JoinInts(perm));
+      if (!r.has_shape) r.dims.clear();
+    } else if (onnx && n.op_type == "Gather") {
+      // data[:axis] + indices' dims + data[axis + 1:]
+      r.dtype = in0.dtype;
+      const StaticInfo idx = n.inputs.size() == 2 ? Get(n.inputs[1]) : StaticInfo{};
+      const int64_t axis = n.attrs.GetInt("axis", 0);
+      const int64_t rank = static_cast<int64_t>(in0.dims.size());
+      if (idx.has_shape && in0.has_shape && axis >= -rank && axis < rank) {
+        const auto a = static_cast<std::ptrdiff_t>(axis < 0 ? axis + rank : axis);
+        r.has_shape = true;
+        r.dims.assign(in0.dims.begin(), in0.dims.begin() + a);
+        r.dims.insert(r.dims.end(), idx.dims.begin(), idx.dims.end());
+        r.dims.insert(r.dims.end(), in0.dims.begin() + a + 1, in0.dims.end());
+      } else if (idx.has_shape && !in0.has_shape && in0.shape_class >= 0 &&
+                 std::all_of(idx.dims.begin(), idx.dims.end(), IsNumber)) {
+        std::vector<int64_t> idx_dims;
+        for (const std::string& d : idx.dims) idx_dims.push_back(std::stoll(d));
+        r.shape_class = DerivedClass("gather " + std::to_string(in0.shape_class) + " " + std::to_string(axis) + " " +
+                                     JoinInts(idx_dims));
+      }
+    } else if (onnx && n.op_type == "MatMul") {
+      r.dtype = in0.dtype;
+      const StaticInfo b = n.inputs.size() == 2 ? Get(n.inputs[1]) : StaticInfo{};
+      if (in0.has_shape && b.has_shape && in0.dims.size() >= 2 && b.dims.size() >= 2) {
+        r.has_shape = true;
+        r.dims = BroadcastDims({in0.dims.begin(), in0.dims.end() - 2}, {b.dims.begin(), b.dims.end() - 2});
+        r.dims.push_back(in0.dims[in0.dims.size() - 2]);
+        r.dims.push_back(b.dims.back());
+      }
+    } else if (onnx && n.op_type == "Einsum") {
+      r.dtype = in0.dtype;
+      r.has_shape = EinsumDims(*this, n, &r.dims);
+      if (!r.has_shape) r.dims.clear();
     } else if (KeepsDType(n)) {
       r.dtype = in0.dtype;
     } else if (onnx && OneOf(n.op_type, {"Shape", "Size", "ArgMax", "ArgMin", "NonZero"})) {
@@ -232,6 +350,7 @@ StaticInfoMap::StaticInfoMap(const Graph& graph) {
       r.dtype = DTypeFromOnnxCode(n.attrs.GetInt("to", 0));
       r.has_shape = in0.has_shape;
       r.dims = in0.dims;
+      r.shape_class = in0.shape_class;
     } else if (onnx && (n.op_type == "CastLike" || n.op_type == "Where") && n.inputs.size() > 1) {
       r.dtype = Get(n.inputs[1]).dtype;
     } else if (onnx && OneOf(n.op_type, {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
@@ -243,6 +362,7 @@ StaticInfoMap::StaticInfoMap(const Graph& graph) {
     }
     if (onnx && n.op_type == "Split")  // every part has the input's dtype
       for (size_t o = 1; o < n.outputs.size(); ++o) info_[n.outputs[o]].dtype = in0.dtype;
+    if (!r.has_shape && r.shape_class < 0) r.shape_class = next_class_++;  // a shape of its own
     info_[out] = std::move(r);
   }
 }

@@ -31,21 +31,46 @@ Result<std::vector<char>> ParseTerm(const std::string& term, int* ellipsis_pos) 
   return labels;
 }
 
-}  // namespace
-
-Result<EinsumPlan> ParseEinsum(const std::string& equation, const std::vector<Shape>& shapes) {
-  std::string lhs = equation, rhs;
+// Splits "lhs->rhs" and lhs at its commas; true if the output is explicit.
+bool SplitEquation(const std::string& equation, std::vector<std::string>* terms, std::string* rhs) {
+  std::string lhs = equation;
   const size_t arrow = equation.find("->");
   const bool explicit_output = arrow != std::string::npos;
   if (explicit_output) {
     lhs = equation.substr(0, arrow);
-    rhs = equation.substr(arrow + 2);
+    *rhs = equation.substr(arrow + 2);
   }
-  std::vector<std::string> terms;
   size_t start = 0;
   for (size_t comma; (comma = lhs.find(',', start)) != std::string::npos; start = comma + 1)
-    terms.push_back(lhs.substr(start, comma - start));
-  terms.push_back(lhs.substr(start));
+    terms->push_back(lhs.substr(start, comma - start));
+  terms->push_back(lhs.substr(start));
+  return explicit_output;
+}
+
+}  // namespace
+
+Result<EinsumTerms> ParseEinsumTerms(const std::string& equation) {
+  std::vector<std::string> terms;
+  std::string rhs;
+  EinsumTerms parsed;
+  parsed.explicit_output = SplitEquation(equation, &terms, &rhs);
+  int ellipsis_at = -1;
+  for (const std::string& term : terms) {
+    ITKIT_ASSIGN_OR_RETURN(std::vector<char> labels, ParseTerm(term, &ellipsis_at));
+    parsed.ellipsis = parsed.ellipsis || ellipsis_at >= 0;
+    parsed.operands.push_back(std::move(labels));
+  }
+  if (parsed.explicit_output) {
+    ITKIT_ASSIGN_OR_RETURN(parsed.output, ParseTerm(rhs, &ellipsis_at));
+    parsed.ellipsis = parsed.ellipsis || ellipsis_at >= 0;
+  }
+  return parsed;
+}
+
+Result<EinsumPlan> ParseEinsum(const std::string& equation, const std::vector<Shape>& shapes) {
+  std::vector<std::string> terms;
+  std::string rhs;
+  const bool explicit_output = SplitEquation(equation, &terms, &rhs);
   if (terms.size() != shapes.size())
     return InvalidArgument("Einsum: the equation has ", terms.size(), " operands, the node ", shapes.size(), " inputs");
 

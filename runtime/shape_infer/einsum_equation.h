@@ -22,4 +22,16 @@ struct EinsumPlan {
 
 Result<EinsumPlan> ParseEinsum(const std::string& equation, const std::vector<Shape>& shapes);
 
+// An equation's terms as written, before any shape is known (for graph passes, which
+// reason about labels alone): one label list per operand, then the output's; "..."
+// and spaces are dropped from the lists (`ellipsis` says whether one appeared).
+struct EinsumTerms {
+  std::vector<std::vector<char>> operands;
+  bool explicit_output = false;
+  std::vector<char> output;  // empty for an implicit output
+  bool ellipsis = false;
+};
+
+Result<EinsumTerms> ParseEinsumTerms(const std::string& equation);
+
 }  // namespace itkit::shape_rules

@@ -1,7 +1,8 @@
 // The fusion passes on the zoo models they target (tests/models: PyTorch's outputs are the
-// references): op_resenc (nnU-Net ResEnc blocks + SiLU) and mednext (exported GELU). Each
-// model runs fused and with every fusion disabled; both must match PyTorch like the zoo
-// tests (|a - b| <= 1e-5 + 1e-4 |b|), and the fused graph must really be fused.
+// references): op_resenc (nnU-Net ResEnc blocks + SiLU), mednext (exported GELU) and unetr
+// (attention Einsums lowered to MatMul). Each model runs fused and with the passes
+// disabled; both must match PyTorch like the zoo tests (|a - b| <= 1e-5 + 1e-4 |b|), and
+// the fused graph must really be fused.
 // Needs the generated zoo: CTest's zoo_fusions (tests/CMakeLists.txt) runs it after
 // zoo_generate with ITKIT_ZOO_DIR set; elsewhere it is skipped.
 #include <gtest/gtest.h>
@@ -120,6 +121,20 @@ TEST(ZooFusions, MedNeXtGeluMatchesPyTorchFusedAndUnfused) {
   auto plain = RunAgainstTorch(dir, kAllFusions);
   ASSERT_TRUE(plain);
   EXPECT_EQ(CountNodes(*plain, "FusedElementwise"), 0);
+}
+
+TEST(ZooFusions, UnetrAttentionEinsumsBecomeMatMul) {
+  const fs::path dir = ZooCase("unetr");
+  if (dir.empty()) GTEST_SKIP() << "ITKIT_ZOO_DIR is not set (CTest's zoo_fusions sets it)";
+  auto lowered = RunAgainstTorch(dir, {});
+  ASSERT_TRUE(lowered);
+  EXPECT_TRUE(Applied(*lowered, "lower_einsum"));
+  // 12 blocks, two attention Einsums each: q k^T and att v.
+  EXPECT_EQ(CountNodes(*lowered, "Einsum"), 0);
+  auto einsum = RunAgainstTorch(dir, {"lower_einsum"});
+  ASSERT_TRUE(einsum);
+  EXPECT_EQ(CountNodes(*einsum, "Einsum"), 24);
+  EXPECT_EQ(CountNodes(*lowered, "MatMul"), CountNodes(*einsum, "MatMul") + 24);
 }
 
 }  // namespace
