@@ -1,7 +1,7 @@
-// CPU kernels of the tensor-op family, part 2: Pad, Gather and the ops that generate
-// values from shapes or attributes (Shape, Size, ConstantOfShape, Range, NonZero,
-// Constant). Value-carrying inputs (pads, indices, range bounds) are read at run time
-// from host memory and checked against the planned output shape.
+// CPU kernels of the tensor-op family, part 2: Pad, Gather, ScatterND and the ops that
+// generate values from shapes or attributes (Shape, Size, ConstantOfShape, Range,
+// NonZero, Constant). Value-carrying inputs (pads, indices, range bounds) are read at
+// run time from host memory and checked against the planned output shape.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -208,6 +208,78 @@ Result<std::unique_ptr<OpKernel>> CreateGather(const NodeSignature& sig) {
   });
 }
 
+// ---- ScatterND -------------------------------------------------------------
+
+enum class ScatterReduce { kNone, kAdd, kMul, kMax, kMin };
+
+template <typename T>
+void CombineRow(ScatterReduce r, void* dst_bytes, const void* src_bytes, int64_t n) {
+  T* dst = static_cast<T*>(dst_bytes);
+  const T* src = static_cast<const T*>(src_bytes);
+  for (int64_t j = 0; j < n; ++j) {
+    switch (r) {
+      case ScatterReduce::kAdd: dst[j] += src[j]; break;
+      case ScatterReduce::kMul: dst[j] *= src[j]; break;
+      case ScatterReduce::kMax: dst[j] = std::max(dst[j], src[j]); break;
+      case ScatterReduce::kMin: dst[j] = std::min(dst[j], src[j]); break;
+      case ScatterReduce::kNone: dst[j] = src[j]; break;
+    }
+  }
+}
+
+// out = data; then each index tuple (indices' last axis, k entries, negative counts from
+// the end) selects a slice of data's trailing rank - k axes, which updates' matching row
+// replaces (or is combined into, `reduction`). Tuples apply in order: with reduction
+// none a repeated index keeps the last row (ONNX leaves that case undefined).
+Result<std::unique_ptr<OpKernel>> CreateScatterND(const NodeSignature& sig) {
+  const std::string desc = sig.node->Describe();
+  const std::string name = sig.node->attrs.GetString("reduction", "none");
+  ScatterReduce reduce;
+  if (name == "none") reduce = ScatterReduce::kNone;
+  else if (name == "add") reduce = ScatterReduce::kAdd;
+  else if (name == "mul") reduce = ScatterReduce::kMul;
+  else if (name == "max") reduce = ScatterReduce::kMax;
+  else if (name == "min") reduce = ScatterReduce::kMin;
+  else return Unsupported(desc, ": reduction '", name, "' is not supported");
+  const DType dtype = sig.inputs[0].dtype;
+  if (reduce != ScatterReduce::kNone && dtype != DType::kF32 && dtype != DType::kI64 && dtype != DType::kI32)
+    return Unsupported(desc, ": reduction '", name, "' on ", DTypeName(dtype), " is not supported");
+  const Shape data = sig.inputs[0].shape;
+  const Shape idx_shape = sig.inputs[1].shape;
+  if (idx_shape.empty() || idx_shape.back() > static_cast<int64_t>(data.size()))
+    return InvalidArgument(desc, ": indices of shape ", ShapeToString(idx_shape), " for data of rank ", data.size());
+  const size_t k = static_cast<size_t>(idx_shape.back());
+  int64_t tuples = 1, row = 1;  // index tuples; elements per tuple
+  for (size_t d = 0; d + 1 < idx_shape.size(); ++d) tuples *= idx_shape[d];
+  for (size_t d = k; d < data.size(); ++d) row *= data[d];
+  const size_t elem = DTypeSize(dtype);
+  return MakeKernel([=](KernelContext& ctx) -> Status {
+    char* out = static_cast<char*>(ctx.outputs[0]->raw());
+    if (ctx.outputs[0]->raw() != ctx.inputs[0]->raw()) std::memcpy(out, ctx.inputs[0]->raw(), ctx.inputs[0]->bytes());
+    const std::vector<int64_t> idx = ctx.inputs[1]->ToInt64Vector();
+    const char* upd = static_cast<const char*>(ctx.inputs[2]->raw());
+    for (int64_t t = 0; t < tuples; ++t) {
+      int64_t offset = 0;
+      for (size_t d = 0; d < k; ++d) {
+        int64_t i = idx[static_cast<size_t>(t) * k + d];
+        if (i < -data[d] || i >= data[d])
+          return InvalidArgument(desc, ": index ", i, " is out of range for axis ", d, " of size ", data[d]);
+        if (i < 0) i += data[d];
+        offset = offset * data[d] + i;
+      }
+      char* dst = out + static_cast<size_t>(offset * row) * elem;
+      const char* src = upd + static_cast<size_t>(t * row) * elem;
+      switch (reduce == ScatterReduce::kNone ? DType::kUndefined : dtype) {
+        case DType::kF32: CombineRow<float>(reduce, dst, src, row); break;
+        case DType::kI64: CombineRow<int64_t>(reduce, dst, src, row); break;
+        case DType::kI32: CombineRow<int32_t>(reduce, dst, src, row); break;
+        default: std::memcpy(dst, src, static_cast<size_t>(row) * elem); break;
+      }
+    }
+    return Status::Ok();
+  });
+}
+
 // ---- generators -----------------------------------------------------------
 
 Result<std::unique_ptr<OpKernel>> CreateShape(const NodeSignature& sig) {
@@ -325,6 +397,7 @@ Result<std::unique_ptr<OpKernel>> CreateConstant(const NodeSignature& sig) {
 void AppendTensorMoreKernels(std::vector<CpuOpEntry>& table) {
   table.push_back({"", "Pad", &CreatePad});
   table.push_back({"", "Gather", &CreateGather});
+  table.push_back({"", "ScatterND", &CreateScatterND});
   table.push_back({"", "Shape", &CreateShape});
   table.push_back({"", "Size", &CreateSize});
   table.push_back({"", "ConstantOfShape", &CreateConstantOfShape});

@@ -1,6 +1,6 @@
 // Shape rules of the tensor-manipulation family: Reshape, Flatten, Transpose,
-// Squeeze, Unsqueeze, Concat, Split, Slice, Expand, Tile, Pad, Gather, Shape, Size,
-// ConstantOfShape, Range, NonZero, Constant. Shape-valued inputs must be constant at
+// Squeeze, Unsqueeze, Concat, Split, Slice, Expand, Tile, Pad, Gather, ScatterND, Shape,
+// Size, ConstantOfShape, Range, NonZero, Constant. Shape-valued inputs must be constant at
 // planning time (the planner folds values computed from shapes), since every output
 // shape is fixed when a plan is made.
 #include <algorithm>
@@ -372,6 +372,38 @@ Status GatherRule(ShapeContext& ctx) {
   return Status::Ok();
 }
 
+// ScatterND: the output is `data`; `updates` has shape indices[:-1] + data[k:], where
+// k = indices' last dim (<= data's rank) indexes data's first k axes.
+Status ScatterNDRule(ShapeContext& ctx) {
+  ITKIT_RETURN_IF_ERROR(ctx.RequireInputs(3, 3));
+  const std::string reduction = ctx.attrs().GetString("reduction", "none");
+  if (reduction != "none" && reduction != "add" && reduction != "mul" && reduction != "max" && reduction != "min")
+    return Unsupported(ctx.node().Describe(), ": reduction '", reduction, "' is not supported");
+  const Shape& data = ctx.input_shape(0);
+  const Shape& idx = ctx.input_shape(1);
+  if (data.empty()) return ctx.Error("data must have rank >= 1");
+  if (idx.empty()) return ctx.Error("indices must have rank >= 1");
+  if (ctx.input_dtype(1) != DType::kI64 && ctx.input_dtype(1) != DType::kI32)
+    return ctx.Error("indices must be int64 or int32, got ", DTypeName(ctx.input_dtype(1)));
+  if (ctx.input_dtype(2) != ctx.input_dtype(0))
+    return ctx.Error("updates have dtype ", DTypeName(ctx.input_dtype(2)), ", data ", DTypeName(ctx.input_dtype(0)));
+  const int64_t k = idx.back();
+  if (k < 0 || k > static_cast<int64_t>(data.size()))
+    return ctx.Error("indices' last dim ", k, " exceeds data's rank ", data.size());
+  Shape expected(idx.begin(), idx.end() - 1);
+  expected.insert(expected.end(), data.begin() + k, data.end());
+  if (ctx.input_shape(2) != expected)
+    return ctx.Error("updates have shape ", ShapeToString(ctx.input_shape(2)), ", expected ", ShapeToString(expected));
+  if (const Tensor* t = ctx.input_constant(1)) {
+    for (int64_t i = 0; i < t->size(); ++i) {
+      const int64_t v = t->GetAsInt64(i), dim = data[static_cast<size_t>(i % k)];
+      if (v < -dim || v >= dim) return ctx.Error("index ", v, " is out of range for axis ", i % k, " of size ", dim);
+    }
+  }
+  ctx.SetOutput(0, ctx.input_dtype(0), data);
+  return Status::Ok();
+}
+
 Status ShapeRule(ShapeContext& ctx) {
   ITKIT_RETURN_IF_ERROR(ctx.RequireInputs(1, 1));
   const int64_t rank = ctx.input_rank(0);
@@ -476,6 +508,7 @@ void AppendTensorOps(std::vector<OpSchema>& table) {
   table.push_back({"", "Tile", &TileRule});
   table.push_back({"", "Pad", &PadRule});
   table.push_back({"", "Gather", &GatherRule});
+  table.push_back({"", "ScatterND", &ScatterNDRule});
   table.push_back({"", "Shape", &ShapeRule});
   table.push_back({"", "Size", &SizeRule});
   table.push_back({"", "ConstantOfShape", &ConstantOfShapeRule});

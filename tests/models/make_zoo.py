@@ -91,6 +91,22 @@ def build_unetr(matmul_attention=False):
     return m
 
 
+def build_swinunetr():
+    # Smallest stock 3D SwinUNETR: inputs must be multiples of 2**5, feature_size of 12, so 32^3 /
+    # 12 is the floor (~0.73 G MAC, most of it in the full-resolution conv blocks). At 32^3 the
+    # bottleneck is 1x1x1, where InstanceNorm raises in PyTorch itself ("Expected more than 1
+    # spatial element"), hence GroupNorm(4 groups). normalize=False: with the default True,
+    # proj_out's F.layer_norm(x, [ch]) takes ch from x.size(), which torch 1.13 cannot export
+    # ("it is not constant"), static or dynamic.
+    nets = _monai()
+    with warnings.catch_warnings():  # img_size is deprecated from 1.3 but still required in 1.3.2
+        warnings.simplefilter("ignore", FutureWarning)
+        return nets.SwinUNETR(img_size=32, in_channels=1, out_channels=3, feature_size=12,
+                              depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24),
+                              norm_name=("group", {"num_groups": 4}), normalize=False,
+                              use_checkpoint=False)
+
+
 def _matmul_sablock_forward(self, x):
     """Same math as MONAI's SABlock.forward, with einsum replaced by matmul so that the export
     has MatMul instead of Einsum (what a hand-written transformer usually gives)."""
@@ -118,6 +134,11 @@ CASES = [
          build_unetr, (1, 1, 32, 32, 32), (2, 1, 32, 32, 32), N_ONLY, N_ONLY),
     Case("unetr_matmul", "unetr with MONAI's SABlock einsum replaced by matmul (same weights layout).",
          lambda: build_unetr(matmul_attention=True), (1, 1, 32, 32, 32), None),
+    Case("swinunetr", "MONAI SwinUNETR, img 32, 2^3 patches, feature_size 12, depths 2,2,2,2, heads 3,6,12,24; "
+         "padded, shifted 7^3 windows in stages 1-2 (torch exports the shift masks as ScatterND/Where "
+         "chains), one whole-grid window in stages 3-4; GroupNorm(4) conv decoder (InstanceNorm fails on "
+         "the 1^3 bottleneck); normalize=False (see build_swinunetr).",
+         build_swinunetr, (1, 1, 32, 32, 32), (2, 1, 32, 32, 32), N_ONLY, N_ONLY),
     Case("mednext", "MedNeXt-style (own definition): depthwise 7^3 conv, GroupNorm(groups=C), 1x1 expand x2, "
          "GELU, 1x1 compress, residual; strided depthwise down blocks, depthwise ConvTranspose up "
          "blocks + Pad, additive skips; channels 8..64. Fully static.",

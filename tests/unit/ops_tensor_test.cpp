@@ -1,6 +1,6 @@
 // Tensor-op family: hand-derived values for layout ops (Reshape 0/-1, negative-step
 // Slice with INT64 clamping, reflect/edge/negative Pad, Gather with negative
-// indices...), the tiled Transpose against index math, and errors.
+// indices, ScatterND (ONNX's examples)...), the tiled Transpose against index math, and errors.
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -265,6 +265,76 @@ TEST(TensorOps, GatherAxesAndNegativeIndices) {
   EXPECT_EQ(Run1(g1, {x, I64({0}, {})}).shape(), (Shape{3}));
   EXPECT_FALSE(RunStatus(Op("Gather", 2), {x, I64({3}, {1})}).ok());
   EXPECT_FALSE(RunStatus(Op("Gather", 2), {x, I64({-4}, {1})}).ok());
+}
+
+// ONNX's ScatterND examples (1: single elements, 2: whole 4x4 slices), full-rank tuples
+// with a negative index, the reductions with a repeated index, and errors.
+TEST(TensorOps, ScatterND) {
+  Tensor y = Run1(Op("ScatterND", 3), {F({1, 2, 3, 4, 5, 6, 7, 8}, {8}), I64({4, 3, 1, 7}, {4, 1}),
+                                       F({9, 10, 11, 12}, {4})});
+  EXPECT_EQ(Values<float>(y), (Fv{1, 11, 3, 10, 9, 6, 7, 12}));
+
+  std::vector<float> slices;
+  for (float v : {5, 6, 7, 8, 5, 6, 7, 8, 8, 7, 6, 5, 4, 3, 2, 1}) slices.push_back(v);
+  for (int i = 0; i < 16; ++i) slices.push_back(1.0f);
+  Tensor y2 = Run1(Op("ScatterND", 3), {Iota({4, 4, 4}), I64({0, 2}, {2, 1}), F(slices, {2, 4, 4})});
+  const std::vector<float> v2 = Values<float>(y2);
+  ASSERT_EQ(v2.size(), 64u);
+  for (int i = 0; i < 64; ++i) {
+    const float want = i < 16 ? slices[static_cast<size_t>(i)] : i >= 32 && i < 48 ? 1.0f : static_cast<float>(i);
+    EXPECT_EQ(v2[static_cast<size_t>(i)], want) << i;
+  }
+
+  // k = rank: one element per tuple; -1 is the last row. int64 data, int32 indices.
+  EXPECT_EQ(Values<int64_t>(Run1(Op("ScatterND", 3), {I64({0, 1, 2, 3, 4, 5}, {2, 3}), I32({-1, 2, 0, 0}, {2, 2}),
+                                                       I64({7, 8}, {2})})),
+            (Iv{8, 1, 2, 3, 4, 7}));
+
+  // Reductions apply every tuple in order, so repeated indices accumulate.
+  const Tensor data = F({1, 2, 3, 4}, {4}), idx = I64({1, 1, -1}, {3, 1}), upd = F({10, 20, 30}, {3});
+  auto reduce = [&](const char* r) {
+    Node n = Op("ScatterND", 3);
+    n.attrs.SetString("reduction", r);
+    return Values<float>(Run1(n, {data, idx, upd}));
+  };
+  EXPECT_EQ(reduce("add"), (Fv{1, 32, 3, 34}));
+  EXPECT_EQ(reduce("mul"), (Fv{1, 400, 3, 120}));
+  EXPECT_EQ(reduce("max"), (Fv{1, 20, 3, 30}));
+  EXPECT_EQ(reduce("min"), (Fv{1, 2, 3, 4}));
+
+  EXPECT_FALSE(RunStatus(Op("ScatterND", 3), {data, I64({4}, {1, 1}), F({0}, {1})}).ok());   // out of range
+  EXPECT_FALSE(RunStatus(Op("ScatterND", 3), {data, I64({-5}, {1, 1}), F({0}, {1})}).ok());
+  EXPECT_FALSE(RunStatus(Op("ScatterND", 3), {data, I64({1}, {1, 1}), F({0, 0}, {2})}).ok());  // updates' shape
+  EXPECT_FALSE(RunStatus(Op("ScatterND", 3), {data, I64({1, 1}, {1, 2}), F({0}, {1})}).ok());  // k > rank
+  Node bad = Op("ScatterND", 3);
+  bad.attrs.SetString("reduction", "sub");
+  EXPECT_EQ(RunStatus(bad, {data, idx, upd}).code(), StatusCode::kUnsupported);
+}
+
+// Indices only known at run time: the kernel checks the range itself.
+TEST(TensorOps, ScatterNDChecksRuntimeIndices) {
+  Node n = Op("ScatterND", 3);
+  const Tensor data = F({1, 2, 3}, {3}), upd = F({9}, {1});
+  ValueDesc dd{DType::kF32, {3}, &data}, id{DType::kI64, {1, 1}, nullptr}, ud{DType::kF32, {1}, &upd};
+  ShapeContext sctx(n, {&dd, &id, &ud}, 17);
+  ASSERT_TRUE(InferNodeShapes(sctx).ok());
+  NodeSignature sig{&n, {dd, id, ud}, sctx.outputs(), 17};
+  auto kernel = CreateCpuBackend()->CreateKernel(sig);
+  ASSERT_TRUE(kernel.ok()) << kernel.status().ToString();
+  for (int64_t i : {-3, 2, 3}) {
+    const Tensor idx = I64({i}, {1, 1});
+    Tensor out = F({0, 0, 0}, {3});
+    KernelContext ctx;
+    ctx.inputs = {&data, &idx, &upd};
+    ctx.outputs = {&out};
+    Status s = (*kernel)->Run(ctx);
+    if (i == 3) {
+      EXPECT_FALSE(s.ok());
+    } else {
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      EXPECT_EQ(Values<float>(out), i == 2 ? (Fv{1, 2, 9}) : (Fv{9, 2, 3}));
+    }
+  }
 }
 
 TEST(TensorOps, ShapeSizeAndGenerators) {
