@@ -62,13 +62,19 @@ struct ReduceWalk {
   bool rows = false;  // one reduced axis of stride 1, after every kept axis
 };
 
-__device__ __forceinline__ int64_t KeptBase(const ReduceWalk& w, int64_t o) {
-  int64_t base = 0;
-  for (int d = w.kept.rank - 1; d >= 0; --d) {
-    base += (o % w.kept.d[d]) * w.kept_stride.d[d];
-    o /= w.kept.d[d];
+// Offset of element i of a row-major walk over `dims` with these input strides.
+__device__ __forceinline__ int64_t OffsetOf(const Dims& dims, const Dims& stride, int64_t i) {
+  int64_t off = 0;
+  for (int d = dims.rank - 1; d >= 0; --d) {
+    off += (i % dims.d[d]) * stride.d[d];
+    i /= dims.d[d];
   }
-  return base;
+  return off;
+}
+
+// Where output o's reduced elements start.
+__device__ __forceinline__ int64_t KeptBase(const ReduceWalk& w, int64_t o) {
+  return OffsetOf(w.kept, w.kept_stride, o);
 }
 
 template <Red K, typename T>
@@ -110,12 +116,7 @@ __global__ void ReduceBoxKernel(const T* __restrict__ x, T* __restrict__ y, Redu
 
 // Offset of reduced element i (row-major over the reduced axes) from its output's base.
 __device__ __forceinline__ int64_t ReducedOffset(const ReduceWalk& w, int64_t i) {
-  int64_t off = 0;
-  for (int d = w.red.rank - 1; d >= 0; --d) {
-    off += (i % w.red.d[d]) * w.red_stride.d[d];
-    i /= w.red.d[d];
-  }
-  return off;
+  return OffsetOf(w.red, w.red_stride, i);
 }
 
 // Combine over the block, returned to thread 0. Every thread must call it.
