@@ -2,7 +2,8 @@
 // Both opset conventions become [outer, n, inner]: opset >= 13 normalises along one
 // axis (n = that dim, inner = the dims after it); earlier opsets flatten to 2-D at
 // `axis` (n = product of the dims from axis on, inner = 1). The max is subtracted
-// before exp; sums accumulate in double. The inner > 1 path (softmax over the channel
+// before exp (ExpOfNonPositive: vectorised, within 2 ulp of std::exp); sums accumulate
+// in double. The inner > 1 path (softmax over the channel
 // axis of NCDHW, the usual segmentation head) keeps a block of running maxima and sums
 // over the contiguous inner axis instead of striding across channels per voxel.
 #include <cmath>
@@ -10,6 +11,7 @@
 
 #include "cpu/cpu_ops.h"
 #include "cpu/f16_adapter.h"
+#include "cpu/fast_exp.h"
 #include "cpu/nd_iter.h"
 
 namespace itkit::cpu {
@@ -34,10 +36,14 @@ void NormalizeRow(const float* x, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;  // ignores NaN like fmax, vectorises
     double sum = 0.0;
     if constexpr (K == Norm::kSoftmax) {
-      for (int64_t i = 0; i < n; ++i) {
-        y[i] = std::exp(x[i] - m);
-        sum += y[i];
-      }
+      for (int64_t i = 0; i < n; ++i) y[i] = ExpOfNonPositive(x[i] - m);
+      // Eight interleaved double sums: independent additions, a fixed order.
+      double lane[8] = {};
+      int64_t i = 0;
+      for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; ++l) lane[l] += y[i + l];
+      for (; i < n; ++i) lane[0] += y[i];
+      for (double v : lane) sum += v;
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t i = 0; i < n; ++i) y[i] *= inv;
     } else {
@@ -76,7 +82,7 @@ void NormalizeColumns(const float* x, float* y, int64_t n, int64_t inner, int64_
         const float* row = x + i * inner;
         float* out = y + i * inner;
         for (int64_t j = 0; j < cols; ++j) {
-          out[j] = std::exp(row[j] - m[j]);
+          out[j] = ExpOfNonPositive(row[j] - m[j]);
           sum[j] += out[j];
         }
       }
@@ -89,7 +95,7 @@ void NormalizeColumns(const float* x, float* y, int64_t n, int64_t inner, int64_
     } else {
       for (int64_t i = 0; i < n; ++i) {
         const float* row = x + i * inner;
-        for (int64_t j = 0; j < cols; ++j) sum[j] += std::exp(row[j] - m[j]);
+        for (int64_t j = 0; j < cols; ++j) sum[j] += ExpOfNonPositive(row[j] - m[j]);
       }
       float shift[kBlock];
       for (int64_t j = 0; j < cols; ++j) shift[j] = m[j] + static_cast<float>(std::log(sum[j]));

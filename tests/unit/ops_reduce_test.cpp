@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "cpu/fast_exp.h"
 #include "op_test_util.h"
 
 namespace itkit {
@@ -203,6 +204,32 @@ TEST(Reduce, SoftmaxOpset13VersusOpset11) {
   Node bad = Op("Softmax", 1);
   bad.attrs.SetInt("axis", 2);
   EXPECT_FALSE(RunNode(bad, {F({1, 2}, {1, 2})}).ok());
+}
+
+// Softmax's exp against libm's (in double) over [-87, 0]: a uniform grid, and tiny
+// magnitudes down to the smallest floats.
+TEST(Reduce, SoftmaxExpMatchesStdExp) {
+  double worst = 0.0;
+  float worst_x = 0.0f;
+  auto check = [&](float x) {
+    const double want = std::exp(static_cast<double>(x));
+    const double rel = std::fabs(cpu::ExpOfNonPositive(x) - want) / want;
+    if (rel > worst) worst = rel, worst_x = x;
+  };
+  for (int k = 0; k <= 870000; ++k) check(static_cast<float>(k) * -1e-4f);
+  for (float x = -1e-3f; x < -1e-38f; x *= 0.97f) check(x);
+  check(-87.0f);
+  EXPECT_LT(worst, 2.5e-7) << "at x = " << worst_x;  // 2 ulp of a float
+  EXPECT_EQ(cpu::ExpOfNonPositive(0.0f), 1.0f);
+  EXPECT_EQ(cpu::ExpOfNonPositive(-0.0f), 1.0f);
+  EXPECT_EQ(cpu::ExpOfNonPositive(-88.0f), 0.0f);  // below the normal range
+  EXPECT_EQ(cpu::ExpOfNonPositive(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_TRUE(std::isnan(cpu::ExpOfNonPositive(kNaN)));
+  // A row with a NaN is NaN throughout, as with std::exp; -inf entries give 0.
+  const Tensor s = Run1(Op("Softmax", 1), {F({1, kNaN, 2}, {1, 3})});
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(std::isnan(s.data<float>()[i])) << i;
+  ExpectFloats(Run1(Op("Softmax", 1), {F({-std::numeric_limits<float>::infinity(), 0, 0}, {1, 3})}), {1, 3},
+               {0.0f, 0.5f, 0.5f});
 }
 
 TEST(Reduce, HalfInputsComputeInFloat) {
