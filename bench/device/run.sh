@@ -81,9 +81,9 @@ if [[ -d "$dest/zoo" ]]; then
   # The criteria: FP32 normalised L2 error <= 1e-3; FP16 (f16 storage between
   # kernels, CUDA graphs) <= 1e-2 and argmax agreement >= 99.9 % (ties within one f16
   # step not judged), against PyTorch's outputs.
-  step "zoo on CUDA fp32 (l2 <= 1e-3)" 45 "$bin/itkit_onnx_test_runner" --device cuda --repeat 3 --l2 1e-3 \
+  step "zoo on CUDA fp32 (l2 <= 1e-3)" 45 "$bin/itkit_onnx_test_runner" --require-supported --device cuda --repeat 3 --l2 1e-3 \
     "$dest"/zoo/*/ >>"$OUT/zoo.log" 2>&1
-  step "zoo on CUDA fp16 (l2 <= 1e-2, argmax >= 99.9 %)" 45 "$bin/itkit_onnx_test_runner" --device cuda --fp16 --repeat 3 \
+  step "zoo on CUDA fp16 (l2 <= 1e-2, argmax >= 99.9 %)" 45 "$bin/itkit_onnx_test_runner" --require-supported --device cuda --fp16 --repeat 3 \
     --l2 1e-2 --argmax-agreement 0.999 --argmax-tie-margin 0.0009765625 "$dest"/zoo/*/ >>"$OUT/zoo.log" 2>&1
   grep -E '^(FAIL|PASS)|passed,' "$OUT/zoo.log" | tail -45
 fi

@@ -3,7 +3,7 @@
 // the importer and a Session, and compares outputs like numpy.allclose.
 //
 //   itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR] [--repeat N]
-//                          [--exclude-file FILE] [--list-unsupported]
+//                          [--exclude-file FILE] [--list-unsupported] [--require-supported]
 //                          [--device cpu|cpu-f16|cpu-cl|cpu-f16-cl|cuda] [--fp16] [--tf32]
 //                          [--l2 E [--argmax-agreement P [--argmax-tie-margin M]]] DIR...
 //   itkit_onnx_test_runner --list-ops      (the runtime's op table, "domain op" lines)
@@ -11,7 +11,9 @@
 // Each DIR is a case folder or a folder of case folders. One line per case:
 //   PASS|FAIL|UNSUPPORTED|SKIP <case> [max_abs=… max_rel=…] [message]
 // then exactly "N passed, N failed, N skipped" (skipped = unsupported + excluded,
-// the form the CI reads). Exit status 1 when any case failed, 2 on usage errors.
+// the form the CI reads). Exit status 1 when any case failed (or, with
+// --require-supported, was unsupported: the model zoo, where every case must run),
+// 2 on usage errors.
 // UNSUPPORTED: the importer or planner answered kUnsupported (op, data type, opset);
 // anything else that goes wrong is a FAIL.
 #include <algorithm>
@@ -56,6 +58,7 @@ struct Options {
   std::string filter;
   std::set<std::string> excluded;
   bool list_unsupported = false;
+  bool require_supported = false;  // an UNSUPPORTED case fails the run
   // --device cuda: nodes the CUDA backend supports run there, the rest on the CPU;
   // --device cpu-f16: the CPU with f16 storage (CreateHalfStorageCpuBackend); cpu-cl /
   // cpu-f16-cl add channels-last storage (CreateChannelsLastCpuBackend).
@@ -283,13 +286,14 @@ int Usage(const char* msg) {
   if (msg) std::fprintf(stderr, "itkit_onnx_test_runner: %s\n", msg);
   std::fprintf(stderr,
                "usage: itkit_onnx_test_runner [--rtol R] [--atol A] [--threads N] [--filter SUBSTR] [--repeat N]\n"
-               "                              [--exclude-file FILE] [--list-unsupported]\n"
+               "                              [--exclude-file FILE] [--list-unsupported] [--require-supported]\n"
                "                              [--device cpu|cpu-f16|cpu-cl|cpu-f16-cl|cuda] [--fp16] [--tf32]\n"
                "                              [--l2 E [--argmax-agreement P [--argmax-tie-margin M]]] DIR...\n"
                "       itkit_onnx_test_runner --list-ops\n"
                "  DIR: an ONNX test case (model.onnx + test_data_set_*) or a folder of them\n"
                "  --exclude-file: case names to skip, one per line ('#' comments)\n"
                "  --list-unsupported: at the end, group the unsupported cases by reason\n"
+               "  --require-supported: an unsupported case fails the run (exit status 1)\n"
                "  --list-ops: print the runtime's op table (domain, op type) and exit\n"
                "  --device cuda: run on the GPU (unsupported nodes fall back to the CPU);\n"
                "    --fp16 / --tf32 select its precision (compare with a looser --rtol)\n"
@@ -366,6 +370,8 @@ int main(int argc, char** argv) {
       cuda.allow_tf32 = true;
     } else if (arg == "--list-unsupported") {
       opt.list_unsupported = true;
+    } else if (arg == "--require-supported") {
+      opt.require_supported = true;
     } else if (arg == "--list-ops") {
       for (const OpSchema& s : AllOpSchemas())
         std::printf("%s %s\n", s.domain.empty() ? "ai.onnx" : std::string(s.domain).c_str(),
@@ -403,7 +409,7 @@ int main(int argc, char** argv) {
   for (const fs::path& d : dirs) CollectCases(d, cases, dirs_ok);
   if (!dirs_ok) return 2;
 
-  int passed = 0, failed = 0, skipped = 0;
+  int passed = 0, failed = 0, skipped = 0, unsupported = 0;
   int64_t total_agree = 0, total_judged = 0;
   std::map<std::string, std::vector<std::string>> unsupported_by_reason;
   for (const fs::path& dir : cases) {
@@ -437,6 +443,7 @@ int main(int argc, char** argv) {
     else if (r.outcome == Outcome::kFail) ++failed;
     else ++skipped;
     if (r.outcome == Outcome::kUnsupported) {
+      ++unsupported;
       std::string reason = OneLine(r.message);
       // Drop the model path so cases with the same cause group together.
       const std::string path_prefix = (dir / "model.onnx").string() + ": ";
@@ -462,5 +469,7 @@ int main(int argc, char** argv) {
                 opt.argmax_agreement * 100.0, agreement_ok ? "ok" : "FAILED");
   }
   std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-  return failed > 0 || !agreement_ok ? 1 : 0;
+  if (opt.require_supported && unsupported > 0)
+    std::printf("%d unsupported case(s), and --require-supported: FAILED\n", unsupported);
+  return failed > 0 || !agreement_ok || (opt.require_supported && unsupported > 0) ? 1 : 0;
 }
