@@ -16,6 +16,7 @@
 #include "cpu/cpu_ops.h"
 #include "cpu/f16_adapter.h"
 #include "cpu/nd_iter.h"
+#include "shape_infer/reduce_axes.h"
 
 namespace itkit::cpu {
 
@@ -212,14 +213,9 @@ void ReduceGeneral(const ReducePlan& p, const T* in, T* out, int64_t out_count, 
 }
 
 // The reduced axes (attribute, or input 1: ReduceSum from opset 13, all from 18).
-// `axes` empty means "all", or nothing with noop_with_empty_axes.
-Result<ReducePlan> PlanFor(const std::string& desc, const Shape& in, const std::vector<int64_t>& axes, bool noop) {
-  std::vector<bool> reduced(in.size(), axes.empty() && !noop);
-  const int64_t rank = static_cast<int64_t>(in.size());
-  for (int64_t a : axes) {
-    if (a < -rank || a >= rank) return InvalidArgument(desc, ": axis ", a, " is out of range");
-    reduced[static_cast<size_t>(a < 0 ? a + rank : a)] = true;
-  }
+Result<ReducePlan> PlanFor(const Node& node, const Shape& in, const std::vector<int64_t>& axes, bool noop) {
+  ITKIT_ASSIGN_OR_RETURN(std::vector<bool> reduced,
+                         shape_rules::ReducedAxesMask(static_cast<int>(in.size()), axes, noop, node));
   return MakeReducePlan(in, reduced);
 }
 
@@ -236,13 +232,13 @@ Status RunReduce(const ReducePlan& p, KernelContext& ctx) {
 // else from the axes input at run time.
 template <Red K, typename T>
 std::unique_ptr<OpKernel> MakeReduceKernel(const NodeSignature& sig, std::optional<ReducePlan> plan, bool noop) {
-  const std::string desc = sig.node->Describe();
+  const Node node = *sig.node;  // a copy: the kernel may outlive the signature
   const Shape in = sig.inputs[0].shape;
   return MakeKernel([=](KernelContext& ctx) -> Status {
     if (plan) return RunReduce<K, T>(*plan, ctx);
     std::vector<int64_t> axes;
     if (ctx.inputs.size() > 1 && ctx.inputs[1]) axes = ctx.inputs[1]->ToInt64Vector();
-    ITKIT_ASSIGN_OR_RETURN(ReducePlan p, PlanFor(desc, in, axes, noop));
+    ITKIT_ASSIGN_OR_RETURN(ReducePlan p, PlanFor(node, in, axes, noop));
     return RunReduce<K, T>(p, ctx);
   });
 }
@@ -256,7 +252,7 @@ Result<std::unique_ptr<OpKernel>> CreateReduce(const NodeSignature& sig) {
   if (!axes_input || sig.inputs[1].constant) {
     const std::vector<int64_t> axes =
         axes_input ? sig.inputs[1].constant->ToInt64Vector() : node.attrs.GetInts("axes");
-    ITKIT_ASSIGN_OR_RETURN(ReducePlan p, PlanFor(node.Describe(), sig.inputs[0].shape, axes, noop));
+    ITKIT_ASSIGN_OR_RETURN(ReducePlan p, PlanFor(node, sig.inputs[0].shape, axes, noop));
     plan = p;
   }
   switch (sig.inputs[0].dtype) {

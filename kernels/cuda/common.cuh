@@ -211,6 +211,10 @@ inline unsigned GridFor(int64_t n, const CudaContext& ctx, int threads = kThread
 template <typename T> __device__ __forceinline__ float ToF(T v);
 template <> __device__ __forceinline__ float ToF<float>(float v) { return v; }
 template <> __device__ __forceinline__ float ToF<__half>(__half v) { return __half2float(v); }
+// A norm's scale/shift parameter: f32, or f16 where FP16 mode stores it so.
+__device__ __forceinline__ float LoadParam(const void* p, bool half, int64_t i) {
+  return half ? __half2float(static_cast<const __half*>(p)[i]) : static_cast<const float*>(p)[i];
+}
 template <typename T> __device__ __forceinline__ T FromF(float v);
 template <> __device__ __forceinline__ float FromF<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half FromF<__half>(float v) { return __float2half_rn(v); }

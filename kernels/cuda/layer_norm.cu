@@ -13,6 +13,7 @@
 // Mean and InvStdDev (outputs 1, 2) are written when the node asks for them.
 #include <algorithm>
 
+#include "cuda/block_reduce.cuh"
 #include "cuda/common.cuh"
 
 namespace itkit::cuda {
@@ -20,29 +21,12 @@ namespace {
 
 constexpr int64_t kWarpRowMax = 1024;
 
-template <typename V>
-__device__ __forceinline__ V WarpSum(V v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
+struct Plus {
+  __device__ double operator()(double a, double b) const { return a + b; }
+};
+__device__ __forceinline__ double WarpSum(double v) { return WarpReduce(v, Plus{}); }
 // Sum over the block, returned to every thread. Every thread must call it.
-template <typename V>
-__device__ V BlockSum(V v) {
-  __shared__ V warp_sums[32];
-  v = WarpSum(v);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  v = lane < warps ? warp_sums[lane] : V(0);
-  v = WarpSum(v);
-  __syncthreads();  // warp_sums is reused by the next call
-  return v;
-}
-
-__device__ __forceinline__ float LoadParam(const void* p, bool half, int64_t i) {
-  return half ? __half2float(static_cast<const __half*>(p)[i]) : static_cast<const float*>(p)[i];
-}
+__device__ __forceinline__ double BlockSum(double v) { return BlockReduce(v, Plus{}, 0.0); }
 
 struct LayerNormArgs {
   int64_t rows = 0, L = 0;

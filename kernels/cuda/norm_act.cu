@@ -22,10 +22,6 @@ struct NormStats {
   float mean, rstd;
 };
 
-__device__ __forceinline__ float LoadParam(const void* p, bool half, int64_t i) {
-  return half ? __half2float(static_cast<const __half*>(p)[i]) : static_cast<const float*>(p)[i];
-}
-
 __device__ Welford ShuffleDown(const Welford& w, int offset) {
   Welford o;
   o.count = __shfl_down_sync(0xffffffffu, w.count, offset);

@@ -17,7 +17,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "cuda/block_reduce.cuh"
 #include "cuda/common.cuh"
+#include "shape_infer/reduce_axes.h"
 
 namespace itkit::cuda {
 namespace {
@@ -26,6 +28,7 @@ enum class Red : int { kSum, kMean, kMax, kMin, kProd, kSumSquare, kL1, kL2, kLo
 
 template <Red K>
 struct ReduceOp {
+  __device__ double operator()(double acc, double v) const { return Combine(acc, v); }  // for WarpReduce
   __device__ static double Init() {
     if constexpr (K == Red::kProd) return 1.0;
     else if constexpr (K == Red::kMax) return -INFINITY;
@@ -51,8 +54,6 @@ struct ReduceOp {
     else return acc;
   }
 };
-
-__device__ __forceinline__ double ShuffleXor(double v, int offset) { return __shfl_xor_sync(0xffffffffu, v, offset); }
 
 // The input seen as kept axes (the output's, in order) and reduced axes, each with its
 // input stride; size-1 axes dropped and contiguous neighbours merged.
@@ -87,7 +88,7 @@ __global__ void ReduceRowsKernel(const T* __restrict__ x, T* __restrict__ y, Red
     const T* row = x + KeptBase(w, o);
     double acc = Op::Init();
     for (int64_t i = lane; i < r; i += 32) acc = Op::Combine(acc, Op::Pre(static_cast<double>(ToF(row[i]))));
-    for (int offset = 16; offset > 0; offset >>= 1) acc = Op::Combine(acc, ShuffleXor(acc, offset));
+    acc = WarpReduce(acc, Op{});
     if (lane == 0) y[o] = FromF<T>(static_cast<float>(Op::Post(acc, w.count)));
   }
 }
@@ -119,23 +120,6 @@ __device__ __forceinline__ int64_t ReducedOffset(const ReduceWalk& w, int64_t i)
   return OffsetOf(w.red, w.red_stride, i);
 }
 
-// Combine over the block, returned to thread 0. Every thread must call it.
-template <Red K>
-__device__ double BlockCombine(double v) {
-  using Op = ReduceOp<K>;
-  __shared__ double warp_results[32];
-  for (int offset = 16; offset > 0; offset >>= 1) v = Op::Combine(v, ShuffleXor(v, offset));
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  if (lane == 0) warp_results[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < warps ? warp_results[lane] : Op::Init();
-    for (int offset = 16; offset > 0; offset >>= 1) v = Op::Combine(v, ShuffleXor(v, offset));
-  }
-  __syncthreads();  // warp_results is reused by the next output
-  return v;
-}
-
 // Block (part, output row y) combines its piece of each of its outputs' elements.
 template <Red K, typename T>
 __global__ void ReducePartialKernel(const T* __restrict__ x, double* __restrict__ partials, ReduceWalk w,
@@ -149,7 +133,7 @@ __global__ void ReducePartialKernel(const T* __restrict__ x, double* __restrict_
     double acc = Op::Init();
     for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x)
       acc = Op::Combine(acc, Op::Pre(static_cast<double>(ToF(base[ReducedOffset(w, i)]))));
-    acc = BlockCombine<K>(acc);
+    acc = BlockReduce(acc, Op{}, Op::Init());
     if (threadIdx.x == 0) partials[o * parts + blockIdx.x] = acc;
   }
 }
@@ -178,9 +162,8 @@ Result<Red> KindOf(const Node& node) {
   return Unsupported(node.Describe(), ": not a reduction");
 }
 
-// Which axes are reduced: the `axes` attribute (before opset 18; ReduceSum's until 13),
-// else the constant second input; none given reduces all, or nothing with
-// noop_with_empty_axes.
+// Which axes are reduced (shape_infer/reduce_axes.h): the `axes` attribute (before
+// opset 18; ReduceSum's until 13), else the constant second input.
 Result<std::vector<bool>> ReducedAxes(const NodeSignature& sig) {
   const Node& node = *sig.node;
   const int rank = static_cast<int>(sig.inputs[0].shape.size());
@@ -192,13 +175,7 @@ Result<std::vector<bool>> ReducedAxes(const NodeSignature& sig) {
     if (!t || t->dtype() != DType::kI64) return Unsupported(node.Describe(), ": axes computed at run time");
     axes.assign(t->data<int64_t>(), t->data<int64_t>() + t->size());
   }
-  const bool noop = axes.empty() && node.attrs.GetInt("noop_with_empty_axes", 0) != 0;
-  std::vector<bool> reduced(static_cast<size_t>(rank), axes.empty() && !noop);
-  for (int64_t a : axes) {
-    if (a < -rank || a >= rank) return InvalidArgument(node.Describe(), ": axis ", a, " for rank ", rank);
-    reduced[static_cast<size_t>(a < 0 ? a + rank : a)] = true;
-  }
-  return reduced;
+  return shape_rules::ReducedAxesMask(rank, axes, node.attrs.GetInt("noop_with_empty_axes", 0) != 0, node);
 }
 
 ReduceWalk MakeWalk(const Shape& x, const std::vector<bool>& reduced) {

@@ -4,6 +4,7 @@
 // flatten the input to 2-D at `axis`, which does not change the output shape).
 #include <algorithm>
 
+#include "shape_infer/reduce_axes.h"
 #include "shape_infer/shape_rules.h"
 
 namespace itkit::shape_rules {
@@ -21,13 +22,8 @@ Status ReduceRule(ShapeContext& ctx) {
   const bool keepdims = ctx.attrs().GetInt("keepdims", 1) != 0;
   const bool noop = ctx.attrs().GetInt("noop_with_empty_axes", 0) != 0;
   const Shape& in = ctx.input_shape(0);
-  const int rank = static_cast<int>(in.size());
-  std::vector<bool> reduced(in.size(), axes.empty() && !noop);
-  for (int64_t a : axes) {
-    ITKIT_ASSIGN_OR_RETURN(int axis, NormalizeAxis(a, rank, ctx.node()));
-    if (reduced[static_cast<size_t>(axis)]) return ctx.Error("axis ", a, " is listed twice");
-    reduced[static_cast<size_t>(axis)] = true;
-  }
+  ITKIT_ASSIGN_OR_RETURN(std::vector<bool> reduced,
+                         ReducedAxesMask(static_cast<int>(in.size()), axes, noop, ctx.node()));
   Shape out;
   for (size_t i = 0; i < in.size(); ++i) {
     if (!reduced[i]) out.push_back(in[i]);
