@@ -257,7 +257,9 @@ namespace {
 const std::vector<CudaOpEntry>& OpTable() {
   static const std::vector<CudaOpEntry> table = [] {
     std::vector<CudaOpEntry> t;
+#if !defined(ITKIT_CUDA_EMU)  // the host emulator (tests/cuda_emu) has no cuDNN or cuBLAS
     AppendConvOps(t);
+#endif
     AppendNormOps(t);
     AppendElementwiseOps(t);
     AppendTensorOps(t);
@@ -265,7 +267,9 @@ const std::vector<CudaOpEntry>& OpTable() {
     AppendPoolOps(t);
     AppendSoftmaxOps(t);
     AppendArgMaxOps(t);
+#if !defined(ITKIT_CUDA_EMU)
     AppendMatMulOps(t);
+#endif
     AppendLayerNormOps(t);
     AppendGatherOps(t);
     AppendReduceOps(t);

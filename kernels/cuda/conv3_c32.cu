@@ -27,6 +27,20 @@ __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// The PTX below, or under the host emulator (tests/cuda_emu) its emulation of the same
+// instructions, so that this kernel's every line runs in CI without a GPU.
+#if defined(ITKIT_CUDA_EMU)
+__device__ __forceinline__ void CopyAsync16(uint32_t dst, const void* src, bool valid) {
+  ::itkit_emu::CopyAsyncIssue(::itkit_emu::SharedPointer(dst, 16), src, 16, valid ? 16 : 0);
+}
+__device__ __forceinline__ void CopyAsyncCommit() { ::itkit_emu::CopyAsyncCommit(); }
+__device__ __forceinline__ void CopyAsyncWaitAll() { ::itkit_emu::CopyAsyncWait(0); }
+__device__ __forceinline__ void LoadMatrixX4(uint32_t (&r)[4], uint32_t addr) { ::itkit_emu::LdMatrixX4(r, addr); }
+__device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  ::itkit_emu::MmaM16N8K16(c, a, b0, b1);
+}
+__device__ __forceinline__ void PrefetchL2(const void*) {}
+#else
 // 16 bytes global -> shared, bypassing L1; zero-filled when !valid (then nothing is read).
 __device__ __forceinline__ void CopyAsync16(uint32_t dst, const void* src, bool valid) {
   const int src_bytes = valid ? 16 : 0;
@@ -49,6 +63,9 @@ __device__ __forceinline__ void Mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+__device__ __forceinline__ void PrefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
+#endif
 
 // This thread's copies of input plane `plane`'s halo into its ring slot (zeros outside
 // the volume), issued in parts: Issue(k) starts the next k of them (all of them: -1).
@@ -90,7 +107,7 @@ template <Act kAct>
 __global__ void __launch_bounds__(kConv3Threads, 1)
     Conv3C32Kernel(Conv3Shape s, Conv3Grid grid, const __half* __restrict__ x, const __half* __restrict__ w,
                    const __half* __restrict__ bias, const __half* z, __half* y, float alpha) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800  // cp.async, ldmatrix and mma.m16n8k16
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(ITKIT_CUDA_EMU)  // cp.async, ldmatrix, mma
   extern __shared__ __align__(128) uint8_t smem[];
   const Conv3Block b = Conv3BlockOf(s, grid, blockIdx.x);
   if (b.d_begin >= b.d_end) return;  // the whole block alike
@@ -132,7 +149,7 @@ __global__ void __launch_bounds__(kConv3Threads, 1)
     if (z && h < s.h) {
       const int64_t row = ((b.n * s.d + d) * s.h + h) * s.w + b.w0;
       const int64_t voxels = s.w - b.w0 < kConv3TileW ? s.w - b.w0 : kConv3TileW;
-      if (lane * 2 < voxels) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(z + (row + lane * 2) * kConv3Channels));
+      if (lane * 2 < voxels) PrefetchL2(z + (row + lane * 2) * kConv3Channels);
     }
 
     float acc[4][4][4];

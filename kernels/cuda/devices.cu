@@ -83,6 +83,14 @@ Result<std::shared_ptr<CudaContext>> CudaContext::Create(const CudaBackendOption
   ITKIT_CUDA_CHECK_LAUNCH("ProbeKernel");
   ITKIT_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
 
+#if defined(ITKIT_CUDA_EMU)
+  // The host emulator (tests/cuda_emu) has neither cuDNN nor cuBLAS: its op table
+  // leaves convolutions and matrix products to the CPU (backend.cu).
+  ctx->tuning = std::make_unique<TuningCache>(options.tuning_cache_dir);
+  ctx->tuning_tag = StrCat(props.name, "|sm", props.major, props.minor, "|emulated");
+  LogInfo("CUDA backend on the host emulator: ", props.name, ", ", ctx->num_sms, " SMs; no cuDNN or cuBLAS; ",
+          options.fp16 ? "fp16" : "fp32");
+#else
   ITKIT_RETURN_IF_ERROR(LoadCudnn().status());
   const size_t cudnn_version = dnn().GetVersion();
   if (cudnn_version < 90000)
@@ -113,6 +121,7 @@ Result<std::shared_ptr<CudaContext>> CudaContext::Create(const CudaBackendOption
           options.allow_tf32 ? " (tf32 allowed)" : "", "; algorithm cache ",
           options.tuning_cache_dir.empty() ? std::string("in memory only")
                                            : StrCat(ctx->tuning->path(), " (", loaded.ok() ? *loaded : 0, " entries)"));
+#endif
   return ctx;
 }
 

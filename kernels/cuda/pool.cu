@@ -131,7 +131,7 @@ __global__ void GlobalPoolKernel(const T* __restrict__ x, T* __restrict__ y, int
     __syncthreads();
     if (threadIdx.x < 32) {
       const int warps = (blockDim.x + 31) >> 5;
-      acc = threadIdx.x < warps ? partial[threadIdx.x] : (kMax ? -INFINITY : 0.0f);
+      acc = static_cast<int>(threadIdx.x) < warps ? partial[threadIdx.x] : (kMax ? -INFINITY : 0.0f);
       for (int offset = 16; offset > 0; offset >>= 1) {
         const float other = __shfl_down_sync(0xffffffffu, acc, offset);
         acc = kMax ? MaxKeepingNaN(acc, other) : acc + other;

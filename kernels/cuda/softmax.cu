@@ -49,7 +49,7 @@ __device__ float BlockReduce(float v, float* scratch) {
   __syncthreads();
   if (threadIdx.x < 32) {
     const int warps = (blockDim.x + 31) >> 5;
-    v = threadIdx.x < warps ? scratch[threadIdx.x] : (kMax ? -FLT_MAX : 0.0f);
+    v = static_cast<int>(threadIdx.x) < warps ? scratch[threadIdx.x] : (kMax ? -FLT_MAX : 0.0f);
     for (int offset = 16; offset > 0; offset >>= 1) {
       const float o = __shfl_down_sync(0xffffffffu, v, offset);
       v = kMax ? fmaxf(v, o) : v + o;

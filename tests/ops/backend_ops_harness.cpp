@@ -245,7 +245,9 @@ CaseResult RunCase(const Impl& impl, const Impl& ref, const OpCase& c) {
     // A backend that silently declined everything would otherwise pass.
     // A declined channels-last form is legitimate (the planner then offers the row-major
     // one, which the plain run checks); the channels-last tests count their passes.
-    r.outcome = impl.require_support && c.core && !impl.channels_last ? Outcome::kFail : Outcome::kSkip;
+    const bool delegated = std::find(impl.delegated_ops.begin(), impl.delegated_ops.end(), c.node.op_type) !=
+                           impl.delegated_ops.end();
+    r.outcome = impl.require_support && c.core && !impl.channels_last && !delegated ? Outcome::kFail : Outcome::kSkip;
     r.detail = "unsupported: " + got->unsupported;
     return r;
   }

@@ -44,6 +44,9 @@ struct Impl {
   double matrix_tol = 1e-4;          // error bound for `matrix` cases (FP32: accumulation order)
   double mismatch_tol = 0.0;         // integer outputs computed from lower-precision values
   bool require_support = false;      // declining a `core` case is a failure, not a skip
+  // Op types this implementation leaves to another backend by design, exempt from
+  // require_support (the CUDA emulator's: those that run on cuDNN or cuBLAS).
+  std::vector<std::string> delegated_ops;
   // Run each case in its channels-last form (itkit/channels_last.h): the tagged inputs
   // are uploaded as [N, ..., C], the tagged outputs read back from it. Cases without
   // such a form, or whose form the backend declines, are skipped (require_support

@@ -42,6 +42,14 @@ inline Tensor Half(const Tensor& f) {
   return h;
 }
 
+// Magnitudes in [0.1, 1] * scale with random signs (never zero).
+inline Tensor RandomF32(Shape shape, std::mt19937& rng, float scale = 1.0f) {
+  std::uniform_real_distribution<float> mag(0.1f, 1.0f);
+  Tensor t = Tensor::Allocate(DType::kF32, std::move(shape)).value();
+  for (int64_t i = 0; i < t.size(); ++i) t.data<float>()[i] = scale * mag(rng) * (rng() & 1 ? 1.0f : -1.0f);
+  return t;
+}
+
 inline Tensor I64(std::vector<int64_t> v) {
   const int64_t n = static_cast<int64_t>(v.size());
   return Tensor::FromVector(v, {n}).value();

@@ -16,6 +16,7 @@
 #include <set>
 #include <vector>
 
+#include "conv_reference.h"
 #include "cuda/conv3_stem.h"
 #include "cuda/conv3_tiles.h"
 
@@ -28,26 +29,8 @@ constexpr int C = cuda::kConv3Channels;
 // x, z and y NDHWC; w ONNX [Cout][Cin][3][3][3]. y = leaky_relu(conv + b + z, 0.1).
 std::vector<float> Conv3ByDefinition(const Conv3Shape& s, const std::vector<float>& x, const std::vector<float>& w,
                                      const std::vector<float>& b, const std::vector<float>& z) {
-  std::vector<float> y(x.size());
-  for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t d = 0; d < s.d; ++d)
-      for (int64_t h = 0; h < s.h; ++h)
-        for (int64_t wv = 0; wv < s.w; ++wv)
-          for (int co = 0; co < C; ++co) {
-            const int64_t out = (((n * s.d + d) * s.h + h) * s.w + wv) * C + co;
-            double acc = b[static_cast<size_t>(co)] + z[static_cast<size_t>(out)];
-            for (int kd = 0; kd < 3; ++kd)
-              for (int kh = 0; kh < 3; ++kh)
-                for (int kw = 0; kw < 3; ++kw) {
-                  const int64_t id = d + kd - 1, ih = h + kh - 1, iw = wv + kw - 1;
-                  if (id < 0 || id >= s.d || ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
-                  for (int ci = 0; ci < C; ++ci)
-                    acc += static_cast<double>(x[static_cast<size_t>((((n * s.d + id) * s.h + ih) * s.w + iw) * C + ci)]) *
-                           w[static_cast<size_t>((((co * C + ci) * 3 + kd) * 3 + kh) * 3 + kw)];
-                }
-            const float v = static_cast<float>(acc);
-            y[static_cast<size_t>(out)] = v >= 0.0f ? v : 0.1f * v;
-          }
+  std::vector<float> y = Conv3x3x3ByDefinition({s.n, s.d, s.h, s.w}, C, C, x, w, b, z);
+  for (float& v : y) v = v >= 0.0f ? v : 0.1f * v;
   return y;
 }
 
@@ -307,12 +290,7 @@ TEST(CudaConv3, KernelEmulationMatchesTheDefinition) {
     for (float& v : z) v = u(rng);
     for (float& v : w) v = u(rng) * 0.1f;
     for (float& v : b) v = u(rng);
-    // ONNX [Cout][Cin][kd][kh][kw] -> [Cout][tap][Cin], the cuDNN path's packing.
-    std::vector<float> w_packed(w.size());
-    for (int co = 0; co < C; ++co)
-      for (int ci = 0; ci < C; ++ci)
-        for (int t = 0; t < 27; ++t)
-          w_packed[static_cast<size_t>((co * 27 + t) * C + ci)] = w[static_cast<size_t>((co * C + ci) * 27 + t)];
+    const std::vector<float> w_packed = PackCoutTapCin(w, C, C);  // the cuDNN path's packing
     const Emulation got = EmulateConv3Kernel(s, c.num_sms, x, w_packed, b, z);
     const std::vector<float> want = Conv3ByDefinition(s, x, w, b, z);
     EXPECT_EQ(got.writes, static_cast<int64_t>(count)) << "every output written exactly once";
@@ -365,29 +343,8 @@ void CheckStem(const cuda::StemShape& s, std::mt19937& rng) {
   std::vector<float> x(static_cast<size_t>(s.n * s.d * s.h * s.w * CIN)), w(static_cast<size_t>(COUT * CIN * 27));
   for (float& v : x) v = u(rng);
   for (float& v : w) v = u(rng);
-  // The definition, from ONNX's [Cout][Cin][kd][kh][kw] filter (packed for the kernel below).
-  std::vector<float> want(static_cast<size_t>(s.n * s.d * s.h * s.w * COUT));
-  for (int64_t n = 0; n < s.n; ++n)
-    for (int64_t d = 0; d < s.d; ++d)
-      for (int64_t h = 0; h < s.h; ++h)
-        for (int64_t wv = 0; wv < s.w; ++wv)
-          for (int co = 0; co < COUT; ++co) {
-            double acc = 0;
-            for (int ci = 0; ci < CIN; ++ci)
-              for (int kd = 0; kd < 3; ++kd)
-                for (int kh = 0; kh < 3; ++kh)
-                  for (int kw = 0; kw < 3; ++kw) {
-                    const int64_t id = d + kd - 1, ih = h + kh - 1, iw = wv + kw - 1;
-                    if (id < 0 || id >= s.d || ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
-                    acc += static_cast<double>(x[static_cast<size_t>((((n * s.d + id) * s.h + ih) * s.w + iw) * CIN + ci)]) *
-                           w[static_cast<size_t>(((co * CIN + ci) * 3 + kd) * 9 + kh * 3 + kw)];
-                  }
-            want[static_cast<size_t>((((n * s.d + d) * s.h + h) * s.w + wv) * COUT + co)] = static_cast<float>(acc);
-          }
-  std::vector<float> packed(w.size());
-  for (int co = 0; co < COUT; ++co)
-    for (int ci = 0; ci < CIN; ++ci)
-      for (int t = 0; t < 27; ++t) packed[static_cast<size_t>((co * 27 + t) * CIN + ci)] = w[static_cast<size_t>((co * CIN + ci) * 27 + t)];
+  const std::vector<float> want = Conv3x3x3ByDefinition({s.n, s.d, s.h, s.w}, CIN, COUT, x, w);
+  const std::vector<float> packed = PackCoutTapCin(w, COUT, CIN);
   std::vector<int> writes;
   const std::vector<float> got = EmulateStem<CIN, COUT>(s, x, packed, &writes);
   double worst = 0;
