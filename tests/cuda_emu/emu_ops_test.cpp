@@ -34,6 +34,9 @@ struct EmuConfig {
   bool fp16;
   bool channels_last;
   int min_passed;  // a backend that declined nearly everything must not pass
+  // The emulated GPU's multiprocessors (ITKIT_CUDA_EMU_SMS): grid sizes, and the walks
+  // chosen by them (rows per block or split over blocks), follow this count.
+  const char* sms = "132";
 };
 
 class CudaEmuOps : public ::testing::TestWithParam<EmuConfig> {};
@@ -43,7 +46,9 @@ TEST_P(CudaEmuOps, MatchCpu) {
   CudaBackendOptions o;
   o.fp16 = cfg.fp16;
   o.autotune = false;
+  setenv("ITKIT_CUDA_EMU_SMS", cfg.sms, 1);  // read when the backend starts
   auto backend = CreateCudaBackend(o);
+  unsetenv("ITKIT_CUDA_EMU_SMS");
   ASSERT_TRUE(backend.ok()) << "the emulated CUDA backend must start: " << backend.status().message();
   Impl impl;
   impl.name = cfg.name;
@@ -63,7 +68,8 @@ TEST_P(CudaEmuOps, MatchCpu) {
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaEmuOps,
                          ::testing::Values(EmuConfig{"emu-fp32", false, false, 200},
                                            EmuConfig{"emu-fp16", true, false, 200},
-                                           EmuConfig{"emu-fp16-cl", true, true, 30}),
+                                           EmuConfig{"emu-fp16-cl", true, true, 30},
+                                           EmuConfig{"emu-fp32-2sms", false, false, 200, "2"}),
                          [](const ::testing::TestParamInfo<EmuConfig>& info) {
                            std::string n = info.param.name;
                            for (char& ch : n)
