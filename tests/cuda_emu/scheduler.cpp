@@ -5,9 +5,13 @@
 // instead of hanging. See tests/cuda_emu/README.md.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "itkit_emu/core.h"
@@ -87,6 +91,18 @@ struct BlockRun {
   std::string error;
   std::vector<unsigned char> shared;
 };
+
+// ITKIT_CUDA_EMU_SCHEDULE: the order the scheduler resumes ready threads in, each
+// pass: "forward" (thread 0 first, the default), "reverse", or "shuffle" (a new random
+// order every pass). A kernel whose result depends on it has a race.
+enum class Schedule { kForward, kReverse, kShuffle };
+Schedule ScheduleFromEnv() {
+  const char* v = std::getenv("ITKIT_CUDA_EMU_SCHEDULE");
+  const std::string s = v ? v : "";
+  if (s == "reverse") return Schedule::kReverse;
+  if (s == "shuffle") return Schedule::kShuffle;
+  return Schedule::kForward;
+}
 
 thread_local BlockRun* g_block = nullptr;
 thread_local Fiber* g_fiber = nullptr;
@@ -266,6 +282,10 @@ bool RunGrid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, c
   b.warps.resize(static_cast<size_t>((threads + 31) / 32));
   current.block_dim = block;
   current.grid_dim = grid;
+  static const Schedule schedule = ScheduleFromEnv();
+  thread_local std::mt19937 rng(12345);
+  std::vector<int> order(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t) order[static_cast<size_t>(t)] = schedule == Schedule::kReverse ? threads - 1 - t : t;
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
@@ -287,7 +307,9 @@ bool RunGrid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, c
         while (done < threads && !b.failed) {
           bool ran = false;
           done = 0;
-          for (int t = 0; t < threads && !b.failed; ++t) {
+          if (schedule == Schedule::kShuffle) std::shuffle(order.begin(), order.end(), rng);
+          for (int i = 0; i < threads && !b.failed; ++i) {
+            const int t = order[static_cast<size_t>(i)];
             Fiber& f = g_fibers[static_cast<size_t>(t)];
             if (f.state == FiberState::kDone) {
               ++done;
