@@ -382,7 +382,7 @@ int RunUNet(const UNetArgs& a) {
     if (stats.ok())
       std::printf("plan: %zu steps, %zu on the GPU, GPU arena %.0f MiB, %zu f16 values, %zu channels-last values, "
                   "%zu casts, %zu layout transposes\n",
-                  stats->num_steps, stats->steps_per_backend["cuda"], stats->arena_bytes / 1048576.0,
+                  stats->num_steps, stats->steps_per_backend["cuda"], stats->arena_bytes_per_backend["cuda"] / 1048576.0,
                   stats->f16_values, stats->channels_last_values, stats->storage_casts, stats->layout_transposes);
   }
   std::printf("window %ldx%ld^3 %s: %.3f ms/window, input on the GPU (%.3f ms uploaded from the host), first run "
@@ -481,7 +481,8 @@ int RunUNet(const UNetArgs& a) {
   const double peak_mib = mem.ok() ? mem->peak_bytes / 1048576.0 : 0;
   const double used_mib = mem.ok() ? (mem->device_total - mem->device_free) / 1048576.0 : 0;
   auto loop_stats = (*s)->StatsFor({window});
-  const double arena_mib = loop_stats.ok() ? loop_stats->arena_bytes / 1048576.0 : 0;
+  // The GPU's arena only (steps a backend declined plan theirs on the CPU).
+  const double arena_mib = loop_stats.ok() ? loop_stats->arena_bytes_per_backend["cuda"] / 1048576.0 : 0;
   std::printf("sliding window %ldx%ldx%ld, patch %ld, stride %ld: %zu windows in %.2f s (%.2f ms/window: gather %.0f "
               "ms, network %.0f ms, accumulate %.0f ms, labels to the host %.0f ms), peak GPU %.0f MiB (of which arena %.0f, accumulator %.0f, "
               "volume %.0f; device in use %.0f MiB)\n",

@@ -777,6 +777,7 @@ Result<std::unique_ptr<Plan>> BuildPlan(const PlanInputs& in, const std::vector<
     ITKIT_ASSIGN_OR_RETURN(plan->arenas[backend], (*in.backends)[backend]->Allocate(arena));
     plan->arena_bytes[backend] = arena;
     stats.arena_bytes += arena;
+    stats.arena_bytes_per_backend[std::string((*in.backends)[backend]->name())] += arena;
   }
   for (const auto& [name, tensor] : graph.initializers) stats.constant_bytes += tensor.bytes();
   for (const Tensor& t : plan->owned_constants) stats.constant_bytes += t.bytes();

@@ -117,6 +117,7 @@ TEST(Session, ArenaReusesBuffersAlongAChain) {
   ASSERT_TRUE(stats.ok()) << stats.status().ToString();
   EXPECT_EQ(stats->naive_bytes, 4u * 4000u);
   EXPECT_EQ(stats->arena_bytes, 2u * 4032u);  // 4000 bytes rounded to 64, two live at once
+  EXPECT_EQ(stats->arena_bytes_per_backend.at("cpu"), 2u * 4032u);  // the only backend
   auto x = Tensor::FromVector<float>(std::vector<float>(1000, -2.0f), {1000});
   auto out = (*session)->Run(std::vector<Tensor>{*x});
   ASSERT_TRUE(out.ok()) << out.status().ToString();

@@ -49,7 +49,8 @@ struct NamedTensor {
 };
 
 struct PlanStats {
-  size_t arena_bytes = 0;        // peak activation memory per device, planned
+  size_t arena_bytes = 0;        // planned activation memory, summed over the backends
+  std::map<std::string, size_t> arena_bytes_per_backend;  // the same per backend name
   size_t value_arena_bytes = 0;  // the arena without step workspaces (values alone)
   size_t peak_live_bytes = 0;    // most value bytes alive at one step (<= value_arena_bytes)
   std::string peak_step;         // that step ("step N node '...' (Op)"), on the backend it peaks on
