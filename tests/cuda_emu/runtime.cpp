@@ -260,7 +260,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   char* guard = static_cast<char*>(map) + data_pages;
   mprotect(guard, page, PROT_NONE);
   char* data = guard - used;
-  std::memset(data, 0xA5, used);  // garbage, as fresh device memory is
+  std::memset(data, 0xff, used);  // garbage, as fresh device memory is: NaN as f32 and f16, -1 as integers
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   // Ranges are checked against what was asked for, not the 256-byte rounding.
   g_allocations[reinterpret_cast<uintptr_t>(data)] =
@@ -287,6 +287,7 @@ cudaError_t cudaFree(void* ptr) {
 cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) {
   void* p = std::aligned_alloc(4096, (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096);
   if (!p) return Record(cudaErrorMemoryAllocation);
+  std::memset(p, 0xff, bytes);  // NaN until written, as the device memory above
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   g_allocations[reinterpret_cast<uintptr_t>(p)] = Allocation{bytes, Where::kPinnedHost, p, bytes};
   *ptr = p;
