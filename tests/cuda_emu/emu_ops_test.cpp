@@ -10,24 +10,13 @@
 #include <string>
 
 #include "backend_ops_harness.h"
-#include "cpu/cpu_backend.h"
 #include "itkit/devices.h"
 
 namespace itkit::test::ops {
 namespace {
 
-const std::vector<OpCase>& Cases() {
-  static const std::vector<OpCase> cases = FilterFromEnv(MakeCases(SeedFromEnv()));
-  return cases;
-}
-
-Impl CpuImpl() {
-  Impl i;
-  i.name = "cpu";
-  i.backend = CreateCpuBackend();
-  i.matrix_tol = 1e-4;
-  return i;
-}
+const std::vector<OpCase>& Cases() { return CasesFromEnv(); }
+Impl CpuImpl() { return CpuBackendImpl(); }
 
 struct EmuConfig {
   const char* name;

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cpu/cpu_backend.h"
 #include "itkit/channels_last.h"
 #include "itkit/op_table.h"
 #include "itkit/thread_pool.h"
@@ -289,6 +290,19 @@ Summary RunAll(const Impl& impl, const Impl& ref, const std::vector<OpCase>& cas
               s.skipped);
   std::fflush(stdout);
   return s;
+}
+
+const std::vector<OpCase>& CasesFromEnv() {
+  static const std::vector<OpCase> cases = FilterFromEnv(MakeCases(SeedFromEnv()));
+  return cases;
+}
+
+Impl CpuBackendImpl() {
+  Impl i;
+  i.name = "cpu";
+  i.backend = CreateCpuBackend();
+  i.matrix_tol = 1e-4;
+  return i;
 }
 
 uint32_t SeedFromEnv() {

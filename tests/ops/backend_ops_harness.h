@@ -80,5 +80,9 @@ Summary RunAll(const Impl& impl, const Impl& ref, const std::vector<OpCase>& cas
 std::vector<OpCase> MakeCases(uint32_t seed);
 uint32_t SeedFromEnv();
 std::vector<OpCase> FilterFromEnv(std::vector<OpCase> cases);
+// This run's cases: MakeCases(SeedFromEnv()) through FilterFromEnv, made once.
+const std::vector<OpCase>& CasesFromEnv();
+// The CPU backend, the reference every other implementation is compared with.
+Impl CpuBackendImpl();
 
 }  // namespace itkit::test::ops

@@ -29,18 +29,8 @@
 namespace itkit::test::ops {
 namespace {
 
-const std::vector<OpCase>& Cases() {
-  static const std::vector<OpCase> cases = FilterFromEnv(MakeCases(SeedFromEnv()));
-  return cases;
-}
-
-Impl CpuImpl() {
-  Impl i;
-  i.name = "cpu";
-  i.backend = CreateCpuBackend();
-  i.matrix_tol = 1e-4;
-  return i;
-}
+const std::vector<OpCase>& Cases() { return CasesFromEnv(); }
+Impl CpuImpl() { return CpuBackendImpl(); }
 
 // The CPU's plain reference loops, for the families that also have optimised kernels.
 Impl CpuReferenceImpl() {
