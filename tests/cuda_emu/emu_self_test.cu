@@ -188,6 +188,43 @@ TEST(CudaEmulator, CopyAsyncLandsAtItsWait) {
   cudaFree(out);
 }
 
+// Shared memory nothing wrote in this block reads as 0xff bytes (NaN), also after an
+// earlier block wrote the same variable.
+__global__ void UnwrittenSharedKernel(float* out) {
+  __shared__ float value;
+  if (threadIdx.x == 0) {
+    out[blockIdx.x] = value;
+    value = 1.0f;
+  }
+}
+
+TEST(CudaEmulator, UnwrittenSharedMemoryIsNaN) {
+  float* out = nullptr;
+  ASSERT_EQ(cudaMalloc(&out, 2 * sizeof(float)), cudaSuccess);
+  UnwrittenSharedKernel<<<2, 32>>>(out);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  const std::vector<float> o = HostCopyOf(out, 2);
+  EXPECT_TRUE(std::isnan(o[0]));
+  EXPECT_TRUE(std::isnan(o[1])) << "a block saw the previous block's shared memory";
+  cudaFree(out);
+}
+
+// A cp.async whose source changes before the wait: undefined on the GPU, a failure here.
+__global__ void CopySourceChangedKernel(float* src) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  ::itkit_emu::CopyAsyncIssue(smem, src, 16, 16);
+  ::itkit_emu::CopyAsyncCommit();
+  src[0] = 5.0f;
+  ::itkit_emu::CopyAsyncWait(0);
+}
+
+TEST(CudaEmulator, CopyAsyncSourceChangedFailsTheLaunch) {
+  float* src = DeviceCopyOf(std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f});
+  CopySourceChangedKernel<<<1, 1, 64>>>(src);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
+  cudaFree(src);
+}
+
 __global__ void CountKernel(int* counter) { atomicAdd(counter, 1); }
 
 TEST(CudaEmulator, RefusesWhatTheRuntimeRefuses) {
@@ -220,10 +257,8 @@ TEST(CudaEmulator, GraphsReplayWhatWasCaptured) {
   ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
   CountKernel<<<2, 32, 0, stream>>>(d);
   ASSERT_EQ(cudaMemcpyAsync(&seen, d, sizeof(int), cudaMemcpyDeviceToHost, stream), cudaSuccess);
-  EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorStreamCaptureUnsupported);
   cudaGraph_t graph = nullptr;
   ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
-  (void)cudaGetLastError();
   EXPECT_EQ(seen, -1);
   cudaGraphExec_t exec = nullptr;
   ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
@@ -233,6 +268,21 @@ TEST(CudaEmulator, GraphsReplayWhatWasCaptured) {
   EXPECT_EQ(seen, 128);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+  // What CUDA prohibits during a capture fails and invalidates it: no graph comes out.
+  for (int prohibited = 0; prohibited < 2; ++prohibited) {
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    CountKernel<<<1, 32, 0, stream>>>(d);
+    void* extra = nullptr;
+    if (prohibited == 0) {
+      EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorStreamCaptureUnsupported);
+    } else {
+      EXPECT_EQ(cudaMalloc(&extra, 64), cudaErrorStreamCaptureUnsupported);
+    }
+    graph = nullptr;
+    EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaErrorStreamCaptureInvalidated);
+    EXPECT_EQ(graph, nullptr);
+    (void)cudaGetLastError();
+  }
   cudaFree(d);
   cudaStreamDestroy(stream);
 }

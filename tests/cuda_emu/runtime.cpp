@@ -42,6 +42,7 @@ struct GraphState {
 };
 struct StreamState {
   bool capturing = false;
+  bool invalidated = false;  // a prohibited call during the capture (EndCapture then fails)
   GraphState* graph = nullptr;
 };
 struct EventState {
@@ -110,8 +111,17 @@ cudaError_t Enqueue(cudaStream_t stream, std::function<void()> work) {
   return cudaSuccess;
 }
 
-bool CapturingAny() {
-  return g_legacy_stream.capturing;  // named streams are checked where they are synchronised
+// The stream this thread is capturing (cudaStreamCaptureModeThreadLocal: only this
+// thread's calls are restricted).
+thread_local StreamState* g_capturing = nullptr;
+
+// A call CUDA prohibits while the calling thread captures (allocation, synchronisation,
+// synchronous copies): it fails and invalidates the capture, as on the GPU.
+bool ProhibitedDuringCapture(const char* call) {
+  if (!g_capturing) return false;
+  g_capturing->invalidated = true;
+  Complain(std::string(call) + " during stream capture: the capture is invalidated");
+  return true;
 }
 
 }  // namespace
@@ -232,6 +242,7 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
     default: return "cudaError (emulated)";
   }
 }
@@ -244,11 +255,15 @@ static cudaError_t Synchronised() {
   g_last_error = cudaSuccess;
   return e;
 }
-cudaError_t cudaDeviceSynchronize(void) { return Synchronised(); }
+cudaError_t cudaDeviceSynchronize(void) {
+  if (ProhibitedDuringCapture("cudaDeviceSynchronize")) return Record(cudaErrorStreamCaptureUnsupported);
+  return Synchronised();
+}
 
 // ---- memory ----------------------------------------------------------------------------
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  if (ProhibitedDuringCapture("cudaMalloc")) return Record(cudaErrorStreamCaptureUnsupported);
   const size_t page = PageBytes();
   const size_t used = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;  // cudaMalloc's 256-byte alignment
   const size_t data_pages = (used + page - 1) / page * page;
@@ -271,6 +286,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 }
 
 cudaError_t cudaFree(void* ptr) {
+  if (ProhibitedDuringCapture("cudaFree")) return Record(cudaErrorStreamCaptureUnsupported);
   if (!ptr) return cudaSuccess;
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   auto it = g_allocations.find(reinterpret_cast<uintptr_t>(ptr));
@@ -285,6 +301,7 @@ cudaError_t cudaFree(void* ptr) {
 }
 
 cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) {
+  if (ProhibitedDuringCapture("cudaHostAlloc")) return Record(cudaErrorStreamCaptureUnsupported);
   void* p = std::aligned_alloc(4096, (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096);
   if (!p) return Record(cudaErrorMemoryAllocation);
   std::memset(p, 0xff, bytes);  // NaN until written, as the device memory above
@@ -326,7 +343,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   return Enqueue(stream, [=] { std::memmove(dst, src, bytes); });
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-  if (CapturingAny()) return Record(cudaErrorStreamCaptureUnsupported);
+  if (ProhibitedDuringCapture("cudaMemcpy")) return Record(cudaErrorStreamCaptureUnsupported);
   return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
 }
 
@@ -358,7 +375,10 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
   }
   return Enqueue(stream, [=] { std::memset(ptr, value, bytes); });
 }
-cudaError_t cudaMemset(void* ptr, int value, size_t bytes) { return cudaMemsetAsync(ptr, value, bytes, nullptr); }
+cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
+  if (ProhibitedDuringCapture("cudaMemset")) return Record(cudaErrorStreamCaptureUnsupported);
+  return cudaMemsetAsync(ptr, value, bytes, nullptr);
+}
 
 // ---- streams, events, graphs -------------------------------------------------------------
 
@@ -371,11 +391,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   delete reinterpret_cast<StreamState*>(stream);
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  if (StateOf(stream).capturing) return Record(cudaErrorStreamCaptureUnsupported);
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  if (ProhibitedDuringCapture("cudaStreamSynchronize")) return Record(cudaErrorStreamCaptureUnsupported);
   return Synchronised();
 }
-cudaError_t cudaStreamQuery(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamQuery(cudaStream_t) {
+  if (ProhibitedDuringCapture("cudaStreamQuery")) return Record(cudaErrorStreamCaptureUnsupported);
+  return cudaSuccess;
+}
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
@@ -391,7 +414,10 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   auto* e = reinterpret_cast<EventState*>(event);
   return Enqueue(stream, [e] { e->at = std::chrono::steady_clock::now(); });
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return Synchronised(); }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  if (ProhibitedDuringCapture("cudaEventSynchronize")) return Record(cudaErrorStreamCaptureUnsupported);
+  return Synchronised();
+}
 cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   const auto* a = reinterpret_cast<EventState*>(start);
@@ -401,16 +427,26 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
 }
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
+  if (!stream) return Record(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot be captured
   StreamState& s = StateOf(stream);
-  if (s.capturing) return Record(cudaErrorIllegalState);
+  if (s.capturing || g_capturing) return Record(cudaErrorIllegalState);
   s.capturing = true;
+  s.invalidated = false;
   s.graph = new GraphState();
+  g_capturing = &s;
   return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
   StreamState& s = StateOf(stream);
   if (!s.capturing) return Record(cudaErrorIllegalState);
   s.capturing = false;
+  if (g_capturing == &s) g_capturing = nullptr;
+  if (s.invalidated) {
+    delete s.graph;
+    s.graph = nullptr;
+    *graph = nullptr;
+    return Record(cudaErrorStreamCaptureInvalidated);
+  }
   *graph = reinterpret_cast<cudaGraph_t>(s.graph);
   s.graph = nullptr;
   return cudaSuccess;

@@ -12,6 +12,7 @@
 #include <deque>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "itkit_emu/core.h"
@@ -61,6 +62,7 @@ struct Copy {
   void* dst;
   const void* src;
   int copy_bytes, src_bytes;
+  unsigned char source_at_issue[16];  // the source may not change before the wait
 };
 
 enum class FiberState { kReady, kAtBarrier, kInCollective, kDone };
@@ -89,7 +91,10 @@ struct BlockRun {
   void* scheduler_sp = nullptr;
   bool failed = false;
   std::string error;
-  std::vector<unsigned char> shared;
+  std::vector<unsigned char> shared_storage;  // dynamic shared memory, 1024-byte aligned within
+  unsigned char* shared = nullptr;
+  size_t shared_bytes = 0;
+  uint64_t serial = 0;  // unique per block run, for PoisonOncePerBlock
 };
 
 // ITKIT_CUDA_EMU_SCHEDULE: the order the scheduler resumes ready threads in, each
@@ -102,6 +107,16 @@ Schedule ScheduleFromEnv() {
   if (s == "reverse") return Schedule::kReverse;
   if (s == "shuffle") return Schedule::kShuffle;
   return Schedule::kForward;
+}
+
+// ITKIT_CUDA_EMU_SEED: the shuffled schedule's seed (printed, so that a failure can be
+// replayed); a new one per process when unset.
+uint32_t ScheduleSeed() {
+  const char* v = std::getenv("ITKIT_CUDA_EMU_SEED");
+  const uint32_t seed = v && *v ? static_cast<uint32_t>(std::strtoul(v, nullptr, 10)) : std::random_device{}();
+  if (ScheduleFromEnv() == Schedule::kShuffle)
+    std::fprintf(stderr, "itkit_emu: shuffled schedule, ITKIT_CUDA_EMU_SEED=%u\n", static_cast<unsigned>(seed));
+  return seed;
 }
 
 thread_local BlockRun* g_block = nullptr;
@@ -207,7 +222,7 @@ void WarpCollective(const char* what, uint32_t mask, const Slot& in, Slot* out, 
     w.mask = mask;
     w.what = what;
     w.combine = combine;
-  } else if (w.mask != mask || w.combine != combine) {
+  } else if (w.mask != mask || w.combine != combine || std::strcmp(w.what, what) != 0) {
     Fail(std::string(what) + " (mask " + LaneList(mask) + ") while lanes " + LaneList(w.arrived) + " wait in " +
          w.what + " (mask " + LaneList(w.mask) + "): divergent warp collectives");
   }
@@ -230,12 +245,27 @@ void WarpCollective(const char* what, uint32_t mask, const Slot& in, Slot* out, 
   *out = w.out[lane];
 }
 
-unsigned char* DynamicSharedBase() { return g_block->shared.data(); }
-size_t DynamicSharedBytes() { return g_block->shared.size(); }
+void PoisonOncePerBlock(void* shared_variable, size_t bytes) {
+  thread_local std::unordered_map<void*, uint64_t> poisoned_in;  // variable -> block serial
+  uint64_t& serial = poisoned_in[shared_variable];
+  if (serial == g_block->serial) return;
+  serial = g_block->serial;
+  std::memset(shared_variable, 0xff, bytes);
+}
+
+unsigned char* DynamicSharedBase() { return g_block->shared; }
+size_t DynamicSharedBytes() { return g_block->shared_bytes; }
 
 void CopyAsyncIssue(void* dst, const void* src, int copy_bytes, int src_bytes) {
+  if (copy_bytes != 4 && copy_bytes != 8 && copy_bytes != 16) Fail("cp.async: cp-size must be 4, 8 or 16 bytes");
+  if (src_bytes < 0 || src_bytes > copy_bytes) Fail("cp.async: src-size beyond cp-size");
+  if (reinterpret_cast<uintptr_t>(dst) % static_cast<uintptr_t>(copy_bytes) != 0 ||
+      (src_bytes > 0 && reinterpret_cast<uintptr_t>(src) % static_cast<uintptr_t>(copy_bytes) != 0))
+    Fail("cp.async: source or destination not aligned to the copy size");
+  Copy c{dst, src, copy_bytes, src_bytes, {}};
+  std::memcpy(c.source_at_issue, src, static_cast<size_t>(src_bytes));
   std::memset(dst, 0xff, static_cast<size_t>(copy_bytes));
-  g_fiber->open_group.push_back(Copy{dst, src, copy_bytes, src_bytes});
+  g_fiber->open_group.push_back(c);
 }
 
 void CopyAsyncCommit() {
@@ -247,6 +277,8 @@ void CopyAsyncWait(int keep_newest) {
   auto& groups = g_fiber->groups;
   while (static_cast<int>(groups.size()) > keep_newest) {
     for (const Copy& c : groups.front()) {
+      if (std::memcmp(c.source_at_issue, c.src, static_cast<size_t>(c.src_bytes)) != 0)
+        Fail("cp.async: the source changed between the copy and its wait_group (undefined on the GPU)");
       std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
       std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, static_cast<size_t>(c.copy_bytes - c.src_bytes));
     }
@@ -283,57 +315,69 @@ bool RunGrid(const char* kernel, dim3 grid, dim3 block, size_t dynamic_shared, c
   current.block_dim = block;
   current.grid_dim = grid;
   static const Schedule schedule = ScheduleFromEnv();
-  thread_local std::mt19937 rng(12345);
+  thread_local std::mt19937 rng(ScheduleSeed());
   std::vector<int> order(static_cast<size_t>(threads));
   for (int t = 0; t < threads; ++t) order[static_cast<size_t>(t)] = schedule == Schedule::kReverse ? threads - 1 - t : t;
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        current.block_idx = uint3{bx, by, bz};
-        b.live = threads;
-        b.at_barrier = 0;
-        for (WarpState& w : b.warps) w.arrived = 0;
-        b.shared.assign(dynamic_shared, 0xff);  // uninitialised on the GPU: NaN if read unwritten
-        for (int t = 0; t < threads; ++t) {
-          Fiber& f = g_fibers[static_cast<size_t>(t)];
-          PrepareFiber(f);
-          f.idx = uint3{static_cast<unsigned>(t) % block.x, static_cast<unsigned>(t) / block.x % block.y,
-                        static_cast<unsigned>(t) / (block.x * block.y)};
+  // The blocks in the schedule's order too (a GPU runs them in any order, at once).
+  const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
+  std::vector<uint64_t> block_order(static_cast<size_t>(blocks));
+  for (uint64_t i = 0; i < blocks; ++i)
+    block_order[static_cast<size_t>(i)] = schedule == Schedule::kReverse ? blocks - 1 - i : i;
+  if (schedule == Schedule::kShuffle) std::shuffle(block_order.begin(), block_order.end(), rng);
+  for (const uint64_t linear : block_order) {
+    const auto bx = static_cast<unsigned>(linear % grid.x), by = static_cast<unsigned>(linear / grid.x % grid.y),
+               bz = static_cast<unsigned>(linear / (uint64_t{grid.x} * grid.y));
+    current.block_idx = uint3{bx, by, bz};
+    thread_local uint64_t block_serial = 0;
+    b.serial = ++block_serial;
+    b.live = threads;
+    b.at_barrier = 0;
+    for (WarpState& w : b.warps) w.arrived = 0;
+    // Uninitialised on the GPU: NaN if read unwritten. 1024-byte aligned, as the
+    // GPU's shared window is (kernels declare __align__(128) and more).
+    b.shared_storage.assign(dynamic_shared + 1024, 0xff);
+    b.shared_bytes = dynamic_shared;
+    b.shared = b.shared_storage.data() + (1024 - reinterpret_cast<uintptr_t>(b.shared_storage.data()) % 1024) % 1024;
+    for (int t = 0; t < threads; ++t) {
+      Fiber& f = g_fibers[static_cast<size_t>(t)];
+      PrepareFiber(f);
+      f.idx = uint3{static_cast<unsigned>(t) % block.x, static_cast<unsigned>(t) / block.x % block.y,
+                    static_cast<unsigned>(t) / (block.x * block.y)};
+    }
+    BlockRun* outer_block = g_block;
+    Fiber* outer_fiber = g_fiber;
+    g_block = &b;
+    int done = 0;
+    while (done < threads && !b.failed) {
+      bool ran = false;
+      done = 0;
+      if (schedule == Schedule::kShuffle) std::shuffle(order.begin(), order.end(), rng);
+      for (int i = 0; i < threads && !b.failed; ++i) {
+        const int t = order[static_cast<size_t>(i)];
+        Fiber& f = g_fibers[static_cast<size_t>(t)];
+        if (f.state == FiberState::kDone) {
+          ++done;
+          continue;
         }
-        BlockRun* outer_block = g_block;
-        Fiber* outer_fiber = g_fiber;
-        g_block = &b;
-        int done = 0;
-        while (done < threads && !b.failed) {
-          bool ran = false;
-          done = 0;
-          if (schedule == Schedule::kShuffle) std::shuffle(order.begin(), order.end(), rng);
-          for (int i = 0; i < threads && !b.failed; ++i) {
-            const int t = order[static_cast<size_t>(i)];
-            Fiber& f = g_fibers[static_cast<size_t>(t)];
-            if (f.state == FiberState::kDone) {
-              ++done;
-              continue;
-            }
-            if (f.state != FiberState::kReady) continue;
-            g_fiber = &f;
-            SetCurrent(f, b);
-            itkit_emu_switch(&b.scheduler_sp, f.sp);
-            ran = true;
-          }
-          if (!ran && done < threads && !b.failed) {
-            b.failed = true;
-            b.error = DescribeDeadlock(b);
-          }
-        }
-        g_block = outer_block;
-        g_fiber = outer_fiber;
-        if (b.failed) {
-          *error = std::string(kernel) + ", block (" + std::to_string(bx) + "," + std::to_string(by) + "," +
-                   std::to_string(bz) + "): " + b.error;
-          return false;
-        }
+        if (f.state != FiberState::kReady) continue;
+        g_fiber = &f;
+        SetCurrent(f, b);
+        itkit_emu_switch(&b.scheduler_sp, f.sp);
+        ran = true;
       }
+      if (!ran && done < threads && !b.failed) {
+        b.failed = true;
+        b.error = DescribeDeadlock(b);
+      }
+    }
+    g_block = outer_block;
+    g_fiber = outer_fiber;
+    if (b.failed) {
+      *error = std::string(kernel) + ", block (" + std::to_string(bx) + "," + std::to_string(by) + "," +
+               std::to_string(bz) + "): " + b.error;
+      return false;
+    }
+  }
   return true;
 }
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Turns a CUDA source into C++ the host compiler takes, for the CUDA emulator
-(tests/cuda_emu/README.md). Two rewrites, nothing else, so that the code the
+(tests/cuda_emu/README.md). Three rewrites, nothing else, so that the code the
 emulator runs is the code nvcc compiles:
 
   Kernel<T><<<grid, block, smem, stream>>>(args)
       -> ::itkit_emu::Launcher(Kernel<T>, "Kernel<T>", grid, block, smem, stream)(args)
   extern __shared__ __align__(128) uint8_t smem[];
       -> uint8_t* const smem = ::itkit_emu::DynamicShared<uint8_t>();
+  __shared__ float partial[32];
+      -> the same, then ::itkit_emu::PoisonOncePerBlock(&partial, sizeof(partial));
 
 A #line directive keeps the compiler's messages pointing at the original file.
 Usage: translate_cu.py IN.cu OUT.cpp
@@ -60,6 +62,17 @@ def rewrite_launches(text):
         pos = close_at + 3
 
 
+STATIC_SHARED = re.compile(r"(__shared__\s+(?:__align__\(\s*\d+\s*\)\s*)?[A-Za-z_][\w:<>]*\s+(\w+)\s*(?:\[[^\]]*\]\s*)*;)")
+
+
+def poison_static_shared(text):
+    """`__shared__ T name[...];` (a function's static under the emulator) is filled with
+    0xff bytes when a block first reaches it, as shared memory holds no data a kernel
+    did not write; on the same line, so line numbers stay right."""
+    return STATIC_SHARED.sub(lambda m: f"{m.group(1)} ::itkit_emu::PoisonOncePerBlock(&{m.group(2)}, sizeof({m.group(2)}));",
+                             text)
+
+
 SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s*)?([A-Za-z_][\w:]*)\s+(\w+)\s*\[\s*\]\s*;")
 
 
@@ -73,7 +86,7 @@ def main():
     src, dst = sys.argv[1], sys.argv[2]
     with open(src, encoding="utf-8") as f:
         text = f.read()
-    text = rewrite_dynamic_shared(rewrite_launches(text))
+    text = poison_static_shared(rewrite_dynamic_shared(rewrite_launches(text)))
     with open(dst, "w", encoding="utf-8") as f:
         f.write(f'#line 1 "{src}"\n')
         f.write(text)

@@ -38,6 +38,10 @@ struct Slot {
 using Combine = void (*)(const Slot* in, Slot* out, uint32_t mask);
 void WarpCollective(const char* what, uint32_t mask, const Slot& in, Slot* out, Combine combine);
 
+// A `__shared__` variable (a static under the emulator): filled with 0xff bytes the
+// first time a block reaches its declaration (translate_cu.py adds the call).
+void PoisonOncePerBlock(void* shared_variable, size_t bytes);
+
 // Dynamic shared memory of the running block (poisoned with 0xff bytes at its start).
 unsigned char* DynamicSharedBase();
 size_t DynamicSharedBytes();

@@ -44,13 +44,17 @@ T FromSlot(const Slot& s) {
 void ShuffleCombine(const Slot* in, Slot* out, uint32_t mask);
 template <typename T>
 T Shuffle(const char* what, uint32_t mask, T var, int src_lane) {
+  static_assert(sizeof(T) <= 48, "a shuffled value must leave the slot's source-lane bytes free");
   Slot s = ToSlot(var);
   std::memcpy(s.bytes + 48, &src_lane, sizeof(int));
   Slot out;
   WarpCollective(what, mask, s, &out, ShuffleCombine);
   return FromSlot<T>(out);
 }
-inline int SegmentStart(int width) { return current.lane & ~(width - 1); }
+inline int SegmentStart(int width) {
+  if (width < 1 || width > 32 || (width & (width - 1)) != 0) Fail("shuffle width must be a power of 2 from 1 to 32");
+  return current.lane & ~(width - 1);
+}
 
 uint32_t Ballot(uint32_t mask, bool predicate);
 
