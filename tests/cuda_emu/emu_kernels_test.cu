@@ -179,5 +179,54 @@ TEST(CudaEmuKernels, StridedTransposeMatchesTheDefinition) {
   ctx->num_sms = 132;
 }
 
+// The race that decides, per shape, whether one of our kernels replaces cuDNN's
+// (own_kernel_race.cu): outputs compared before anything is timed; a kernel that
+// disagrees, or writes a NaN, never wins; a difference within the tolerance agrees.
+TEST(CudaEmuKernels, RaceComparesOutputsBeforeTiming) {
+  auto ctx = EmulatedContext();
+  ASSERT_TRUE(ctx);
+  constexpr int64_t n = 5000;
+  __half *library = nullptr, *own = nullptr;
+  ASSERT_EQ(cudaMalloc(&library, n * sizeof(__half)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&own, n * sizeof(__half)), cudaSuccess);
+  auto fill = [&](__half* p, uint32_t seed) {
+    return [&ctx, p, seed] { return cuda::FillPseudoRandom(*ctx, p, n, seed); };
+  };
+  // Writes own = the library's values with element 5 changed to `value_at_5` (raw f16).
+  auto fill_then_set = [&](uint32_t seed, uint16_t value_at_5) {
+    return [&ctx, own, seed, value_at_5]() -> Status {
+      ITKIT_RETURN_IF_ERROR(cuda::FillPseudoRandom(*ctx, own, n, seed));
+      return ctx->Upload(own + 5, &value_at_5, sizeof(value_at_5));
+    };
+  };
+  auto same = cuda::RaceOwnKernel(*ctx, fill(library, 3), fill(own, 3), library, own, n, 1e-2, 2);
+  ASSERT_TRUE(same.ok()) << same.status().ToString();
+  EXPECT_TRUE(same->output.agree);
+  EXPECT_EQ(same->output.max_abs_diff, 0.0);
+  EXPECT_GT(same->output.max_abs_library, 0.9);  // values spread over [-1, 1)
+  EXPECT_GE(same->library_ms, 0.0);
+  EXPECT_GE(same->own_ms, 0.0);
+
+  auto other = cuda::RaceOwnKernel(*ctx, fill(library, 3), fill(own, 4), library, own, n, 1e-2, 1);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->output.agree);
+  EXPECT_FALSE(other->own_wins());
+
+  __half_raw at5;
+  ASSERT_EQ(cudaMemcpy(&at5, library + 5, sizeof(at5), cudaMemcpyDeviceToHost), cudaSuccess);
+  auto nan = cuda::RaceOwnKernel(*ctx, fill(library, 3), fill_then_set(3, 0x7e00), library, own, n, 1e-2, 1);
+  ASSERT_TRUE(nan.ok());
+  EXPECT_FALSE(nan->output.agree);
+  EXPECT_TRUE(std::isnan(nan->output.max_abs_diff));
+
+  const auto one_step = static_cast<uint16_t>(at5.x + 1);  // one f16 step away: ~1e-3 of a value below 1
+  auto close = cuda::RaceOwnKernel(*ctx, fill(library, 3), fill_then_set(3, one_step), library, own, n, 1e-2, 1);
+  ASSERT_TRUE(close.ok());
+  EXPECT_TRUE(close->output.agree);
+  EXPECT_GT(close->output.max_abs_diff, 0.0);
+  cudaFree(library);
+  cudaFree(own);
+}
+
 }  // namespace
 }  // namespace itkit::test::ops
