@@ -104,6 +104,21 @@ TEST(CudaEmulator, DeadlockFailsTheLaunch) {
   cudaFree(d);
 }
 
+// Half a warp in __any_sync, the other half in __all_sync with the same mask: not the
+// same intrinsic, undefined on the GPU, a failed launch here.
+__global__ void MixedVotesKernel(int* out) {
+  const bool low_half = threadIdx.x < 16;
+  out[threadIdx.x] = low_half ? __any_sync(0xffffffffu, 1) : __all_sync(0xffffffffu, 1);
+}
+
+TEST(CudaEmulator, DifferentCollectivesInOneWarpFailTheLaunch) {
+  int* d = nullptr;
+  ASSERT_EQ(cudaMalloc(&d, 32 * sizeof(int)), cudaSuccess);
+  MixedVotesKernel<<<1, 32>>>(d);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorLaunchFailure);
+  cudaFree(d);
+}
+
 // One m16n8k16 product through ldmatrix (A from shared memory in the canonical
 // pattern: lanes 0-15 give rows 0-15 at column 0, lanes 16-31 the same rows at column
 // 8) and B packed by hand per the PTX layout; D compared with a host matrix product.

@@ -4,17 +4,17 @@
 // copies and fills and a graph replays them. What the real runtime would refuse is
 // refused: launch configurations beyond the device's limits, dynamic shared memory
 // beyond the kernel's opt-in, copies whose direction contradicts where the pointers
-// live. Device allocations end at a page boundary followed by an inaccessible page,
+// live, calls prohibited during a stream capture (which they invalidate). Device allocations end at a page boundary followed by an inaccessible page,
 // so a kernel reading or writing past the end of a buffer faults instead of passing.
 #include <cuda_runtime.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <map>
 #include <mutex>
 #include <string>
@@ -28,6 +28,7 @@ namespace {
 
 constexpr int kSharedOptIn = 227 * 1024;  // H100's per-block opt-in
 constexpr int kSharedDefault = 48 * 1024;
+constexpr size_t kDeviceMemory = size_t{80} << 30;  // an H100's
 
 enum class Where { kDevice, kPinnedHost };
 struct Allocation {
@@ -57,9 +58,18 @@ size_t g_device_live = 0;
 std::map<const void*, int> g_shared_opt_in;
 cudaError_t g_last_error = cudaSuccess;
 StreamState g_legacy_stream;
-int g_device = 0;
 
 size_t PageBytes() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
+size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+// cudaGetLastError's answer, cleared: also what a synchronising call reports (a kernel
+// failure shows at the first one after it, as on the GPU).
+cudaError_t TakeLastError() {
+  std::lock_guard<std::recursive_mutex> lock(g_mutex);
+  const cudaError_t e = g_last_error;
+  g_last_error = cudaSuccess;
+  return e;
+}
 
 StreamState& StateOf(cudaStream_t s) { return s ? *reinterpret_cast<StreamState*>(s) : g_legacy_stream; }
 
@@ -82,9 +92,11 @@ bool OnDevice(const void* p, size_t bytes) { return Find(p, bytes == 0 ? 1 : byt
 
 void Complain(const std::string& what) { std::fprintf(stderr, "itkit_emu: %s\n", what.c_str()); }
 
-// Whether a copy of `bytes` in direction `kind` fits where the pointers live.
-cudaError_t CheckCopy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* call) {
-  const bool dst_dev = OnDevice(dst, bytes), src_dev = OnDevice(src, bytes);
+// Whether a copy in direction `kind` fits where the pointers live, each range (the
+// bytes it spans from `dst` and from `src`) inside one allocation where it is device memory.
+cudaError_t CheckCopy(void* dst, size_t dst_bytes, const void* src, size_t src_bytes, cudaMemcpyKind kind,
+                      const char* call) {
+  const bool dst_dev = OnDevice(dst, dst_bytes), src_dev = OnDevice(src, src_bytes);
   bool ok = true;
   switch (kind) {
     case cudaMemcpyHostToDevice: ok = dst_dev && !src_dev; break;
@@ -94,7 +106,7 @@ cudaError_t CheckCopy(void* dst, const void* src, size_t bytes, cudaMemcpyKind k
     default: break;  // cudaMemcpyDefault: wherever they are
   }
   if (ok) return cudaSuccess;
-  Complain(std::string(call) + ": " + std::to_string(bytes) + " bytes, kind " + std::to_string(kind) +
+  Complain(std::string(call) + ": " + std::to_string(dst_bytes) + " bytes, kind " + std::to_string(kind) +
            ", but the destination is " + (dst_dev ? "" : "not ") + "device memory and the source is " +
            (src_dev ? "" : "not ") + "device memory (or a range leaves its allocation)");
   return cudaErrorInvalidValue;
@@ -167,7 +179,7 @@ cudaError_t cudaGetDeviceCount(int* count) {
 }
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : Record(cudaErrorInvalidDevice); }
 cudaError_t cudaGetDevice(int* device) {
-  *device = g_device;
+  *device = 0;
   return cudaSuccess;
 }
 
@@ -180,7 +192,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->minor = 0;
   const char* sms = std::getenv("ITKIT_CUDA_EMU_SMS");
   prop->multiProcessorCount = sms ? std::max(1, std::atoi(sms)) : 132;
-  prop->totalGlobalMem = size_t{80} << 30;
+  prop->totalGlobalMem = kDeviceMemory;
   prop->sharedMemPerBlock = kSharedDefault;
   prop->sharedMemPerBlockOptin = kSharedOptIn;
   prop->warpSize = 32;
@@ -204,7 +216,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
 
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total) {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  *total = size_t{80} << 30;
+  *total = kDeviceMemory;
   *free_bytes = *total - std::min(*total, g_device_live);
   return cudaSuccess;
 }
@@ -223,12 +235,7 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void*) {
   return cudaSuccess;
 }
 
-cudaError_t cudaGetLastError(void) {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const cudaError_t e = g_last_error;
-  g_last_error = cudaSuccess;
-  return e;
-}
+cudaError_t cudaGetLastError(void) { return TakeLastError(); }
 cudaError_t cudaPeekAtLastError(void) {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   return g_last_error;
@@ -248,16 +255,9 @@ const char* cudaGetErrorName(cudaError_t error) {
 }
 const char* cudaGetErrorString(cudaError_t error) { return cudaGetErrorName(error); }
 
-// A kernel failure is reported by the first synchronising call after it, as on the GPU.
-static cudaError_t Synchronised() {
-  std::lock_guard<std::recursive_mutex> lock(g_mutex);
-  const cudaError_t e = g_last_error;
-  g_last_error = cudaSuccess;
-  return e;
-}
 cudaError_t cudaDeviceSynchronize(void) {
   if (ProhibitedDuringCapture("cudaDeviceSynchronize")) return Record(cudaErrorStreamCaptureUnsupported);
-  return Synchronised();
+  return TakeLastError();
 }
 
 // ---- memory ----------------------------------------------------------------------------
@@ -265,8 +265,8 @@ cudaError_t cudaDeviceSynchronize(void) {
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   if (ProhibitedDuringCapture("cudaMalloc")) return Record(cudaErrorStreamCaptureUnsupported);
   const size_t page = PageBytes();
-  const size_t used = (std::max<size_t>(bytes, 1) + 255) / 256 * 256;  // cudaMalloc's 256-byte alignment
-  const size_t data_pages = (used + page - 1) / page * page;
+  const size_t used = RoundUp(std::max<size_t>(bytes, 1), 256);  // cudaMalloc's 256-byte alignment
+  const size_t data_pages = RoundUp(used, page);
   void* map = mmap(nullptr, data_pages + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (map == MAP_FAILED) {
     *ptr = nullptr;
@@ -294,7 +294,7 @@ cudaError_t cudaFree(void* ptr) {
     Complain("cudaFree of a pointer cudaMalloc did not return");
     return Record(cudaErrorInvalidValue);
   }
-  g_device_live -= (it->second.bytes + 255) / 256 * 256;
+  g_device_live -= RoundUp(it->second.bytes, 256);
   munmap(it->second.mapping, it->second.mapping_bytes);
   g_allocations.erase(it);
   return cudaSuccess;
@@ -302,7 +302,7 @@ cudaError_t cudaFree(void* ptr) {
 
 cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) {
   if (ProhibitedDuringCapture("cudaHostAlloc")) return Record(cudaErrorStreamCaptureUnsupported);
-  void* p = std::aligned_alloc(4096, (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096);
+  void* p = std::aligned_alloc(4096, RoundUp(std::max<size_t>(bytes, 1), 4096));
   if (!p) return Record(cudaErrorMemoryAllocation);
   std::memset(p, 0xff, bytes);  // NaN until written, as the device memory above
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
@@ -312,6 +312,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) {
 }
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return cudaHostAlloc(ptr, bytes, 0); }
 cudaError_t cudaFreeHost(void* ptr) {
+  if (ProhibitedDuringCapture("cudaFreeHost")) return Record(cudaErrorStreamCaptureUnsupported);
   if (!ptr) return cudaSuccess;
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   auto it = g_allocations.find(reinterpret_cast<uintptr_t>(ptr));
@@ -339,7 +340,7 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* attr, const void* pt
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(g_mutex);
   if (bytes == 0) return cudaSuccess;
-  if (const cudaError_t e = CheckCopy(dst, src, bytes, kind, "cudaMemcpy"); e != cudaSuccess) return Record(e);
+  if (const cudaError_t e = CheckCopy(dst, bytes, src, bytes, kind, "cudaMemcpy"); e != cudaSuccess) return Record(e);
   return Enqueue(stream, [=] { std::memmove(dst, src, bytes); });
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
@@ -353,13 +354,8 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
   if (width == 0 || height == 0) return cudaSuccess;
   if (width > dpitch || width > spitch) return Record(cudaErrorInvalidValue);
   const size_t dst_span = dpitch * (height - 1) + width, src_span = spitch * (height - 1) + width;
-  if (const cudaError_t e = CheckCopy(dst, src, std::min(dst_span, src_span), kind, "cudaMemcpy2D"); e != cudaSuccess)
+  if (const cudaError_t e = CheckCopy(dst, dst_span, src, src_span, kind, "cudaMemcpy2D"); e != cudaSuccess)
     return Record(e);
-  // The ranges themselves, each against its own span.
-  if ((kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice) && !OnDevice(dst, dst_span))
-    return Record(cudaErrorInvalidValue);
-  if ((kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice) && !OnDevice(src, src_span))
-    return Record(cudaErrorInvalidValue);
   return Enqueue(stream, [=] {
     for (size_t r = 0; r < height; ++r)
       std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
@@ -393,7 +389,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
   if (ProhibitedDuringCapture("cudaStreamSynchronize")) return Record(cudaErrorStreamCaptureUnsupported);
-  return Synchronised();
+  return TakeLastError();
 }
 cudaError_t cudaStreamQuery(cudaStream_t) {
   if (ProhibitedDuringCapture("cudaStreamQuery")) return Record(cudaErrorStreamCaptureUnsupported);
@@ -416,7 +412,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t) {
   if (ProhibitedDuringCapture("cudaEventSynchronize")) return Record(cudaErrorStreamCaptureUnsupported);
-  return Synchronised();
+  return TakeLastError();
 }
 cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {

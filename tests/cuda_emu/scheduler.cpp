@@ -222,7 +222,7 @@ void WarpCollective(const char* what, uint32_t mask, const Slot& in, Slot* out, 
     w.mask = mask;
     w.what = what;
     w.combine = combine;
-  } else if (w.mask != mask || w.combine != combine || std::strcmp(w.what, what) != 0) {
+  } else if (w.mask != mask || std::strcmp(w.what, what) != 0) {  // each intrinsic has one combine
     Fail(std::string(what) + " (mask " + LaneList(mask) + ") while lanes " + LaneList(w.arrived) + " wait in " +
          w.what + " (mask " + LaneList(w.mask) + "): divergent warp collectives");
   }
@@ -239,8 +239,7 @@ void WarpCollective(const char* what, uint32_t mask, const Slot& in, Slot* out, 
     }
   } else {
     g_fiber->state = FiberState::kInCollective;
-    Yield();
-    if (b.failed) Fail("");  // the combine reported an error
+    Yield();  // a failed block's fibers are never resumed
   }
   *out = w.out[lane];
 }

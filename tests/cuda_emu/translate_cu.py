@@ -11,7 +11,7 @@ emulator runs is the code nvcc compiles:
       -> the same, then ::itkit_emu::PoisonOncePerBlock(&partial, sizeof(partial));
 
 A #line directive keeps the compiler's messages pointing at the original file.
-Usage: translate_cu.py IN.cu OUT.cpp
+Usage: translate_cu.py IN OUT (a .cu into a .cpp, or a .cuh into a .cuh)
 """
 import re
 import sys

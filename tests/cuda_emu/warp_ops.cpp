@@ -36,11 +36,11 @@ void BallotCombine(const Slot* in, Slot* out, uint32_t mask) {
 void NoDataCombine(const Slot*, Slot*, uint32_t) {}
 }  // namespace
 
-uint32_t Ballot(uint32_t mask, bool predicate) {
+uint32_t Ballot(const char* what, uint32_t mask, bool predicate) {
   Slot s{};
   s.bytes[0] = predicate ? 1 : 0;
   Slot out;
-  WarpCollective("a warp vote/__syncwarp", mask, s, &out, BallotCombine);
+  WarpCollective(what, mask, s, &out, BallotCombine);
   uint32_t votes;
   std::memcpy(&votes, out.bytes, sizeof votes);
   return votes;

@@ -28,7 +28,7 @@ namespace itkit_emu {
 
 template <typename T>
 Slot ToSlot(const T& v) {
-  static_assert(sizeof(T) <= sizeof(Slot::bytes) - 8 && std::is_trivially_copyable_v<T>);
+  static_assert(sizeof(T) <= sizeof(Slot::bytes) && std::is_trivially_copyable_v<T>);
   Slot s{};
   std::memcpy(s.bytes, &v, sizeof(T));
   return s;
@@ -56,10 +56,12 @@ inline int SegmentStart(int width) {
   return current.lane & ~(width - 1);
 }
 
-uint32_t Ballot(uint32_t mask, bool predicate);
+// __ballot_sync, __any_sync, __all_sync and __syncwarp (`what` names the intrinsic, so
+// that lanes in different ones are caught as divergent).
+uint32_t Ballot(const char* what, uint32_t mask, bool predicate);
 
 // PTX: ldmatrix.sync.aligned.m8n8.x4.shared.b16 and mma.sync.aligned.m16n8k16.row.col
-// .f32.f16.f16.f32 (emulation.cpp cites the fragment layouts).
+// .f32.f16.f16.f32 (warp_ops.cpp cites the fragment layouts).
 void LdMatrixX4(uint32_t (&r)[4], uint32_t shared_address);
 void MmaM16N8K16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 uint32_t SharedAddressOf(const void* p);
@@ -89,12 +91,16 @@ T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32) {
   const int lane = ::itkit_emu::current.lane, src = lane - static_cast<int>(delta);
   return ::itkit_emu::Shuffle("__shfl_up_sync", mask, var, src < ::itkit_emu::SegmentStart(width) ? lane : src);
 }
-inline unsigned __ballot_sync(unsigned mask, int predicate) { return ::itkit_emu::Ballot(mask, predicate != 0); }
-inline int __any_sync(unsigned mask, int predicate) { return (::itkit_emu::Ballot(mask, predicate != 0) & mask) != 0; }
-inline int __all_sync(unsigned mask, int predicate) {
-  return (::itkit_emu::Ballot(mask, predicate != 0) & mask) == mask;
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+  return ::itkit_emu::Ballot("__ballot_sync", mask, predicate != 0);
 }
-inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)::itkit_emu::Ballot(mask, true); }
+inline int __any_sync(unsigned mask, int predicate) {
+  return (::itkit_emu::Ballot("__any_sync", mask, predicate != 0) & mask) != 0;
+}
+inline int __all_sync(unsigned mask, int predicate) {
+  return (::itkit_emu::Ballot("__all_sync", mask, predicate != 0) & mask) == mask;
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)::itkit_emu::Ballot("__syncwarp", mask, true); }
 
 // ---- atomics (old value returned, as on the GPU) ----------------------------------------
 template <typename T>
