@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "cpu/tensor_ops_internal.h"
+#include "shape_infer/scatter_reduction.h"
 
 namespace itkit::cpu {
 namespace {
@@ -210,19 +211,19 @@ Result<std::unique_ptr<OpKernel>> CreateGather(const NodeSignature& sig) {
 
 // ---- ScatterND -------------------------------------------------------------
 
-enum class ScatterReduce { kNone, kAdd, kMul, kMax, kMin };
+using shape_rules::ScatterReduction;
 
 template <typename T>
-void CombineRow(ScatterReduce r, void* dst_bytes, const void* src_bytes, int64_t n) {
+void CombineRow(ScatterReduction r, void* dst_bytes, const void* src_bytes, int64_t n) {
   T* dst = static_cast<T*>(dst_bytes);
   const T* src = static_cast<const T*>(src_bytes);
   for (int64_t j = 0; j < n; ++j) {
     switch (r) {
-      case ScatterReduce::kAdd: dst[j] += src[j]; break;
-      case ScatterReduce::kMul: dst[j] *= src[j]; break;
-      case ScatterReduce::kMax: dst[j] = std::max(dst[j], src[j]); break;
-      case ScatterReduce::kMin: dst[j] = std::min(dst[j], src[j]); break;
-      case ScatterReduce::kNone: dst[j] = src[j]; break;
+      case ScatterReduction::kAdd: dst[j] += src[j]; break;
+      case ScatterReduction::kMul: dst[j] *= src[j]; break;
+      case ScatterReduction::kMax: dst[j] = std::max(dst[j], src[j]); break;
+      case ScatterReduction::kMin: dst[j] = std::min(dst[j], src[j]); break;
+      case ScatterReduction::kNone: dst[j] = src[j]; break;
     }
   }
 }
@@ -233,17 +234,11 @@ void CombineRow(ScatterReduce r, void* dst_bytes, const void* src_bytes, int64_t
 // none a repeated index keeps the last row (ONNX leaves that case undefined).
 Result<std::unique_ptr<OpKernel>> CreateScatterND(const NodeSignature& sig) {
   const std::string desc = sig.node->Describe();
-  const std::string name = sig.node->attrs.GetString("reduction", "none");
-  ScatterReduce reduce;
-  if (name == "none") reduce = ScatterReduce::kNone;
-  else if (name == "add") reduce = ScatterReduce::kAdd;
-  else if (name == "mul") reduce = ScatterReduce::kMul;
-  else if (name == "max") reduce = ScatterReduce::kMax;
-  else if (name == "min") reduce = ScatterReduce::kMin;
-  else return Unsupported(desc, ": reduction '", name, "' is not supported");
+  ITKIT_ASSIGN_OR_RETURN(const ScatterReduction reduce, shape_rules::ScatterReductionOf(*sig.node));
   const DType dtype = sig.inputs[0].dtype;
-  if (reduce != ScatterReduce::kNone && dtype != DType::kF32 && dtype != DType::kI64 && dtype != DType::kI32)
-    return Unsupported(desc, ": reduction '", name, "' on ", DTypeName(dtype), " is not supported");
+  if (reduce != ScatterReduction::kNone && dtype != DType::kF32 && dtype != DType::kI64 && dtype != DType::kI32)
+    return Unsupported(desc, ": reduction '", sig.node->attrs.GetString("reduction", ""), "' on ", DTypeName(dtype),
+                       " is not supported");
   const Shape data = sig.inputs[0].shape;
   const Shape idx_shape = sig.inputs[1].shape;
   if (idx_shape.empty() || idx_shape.back() > static_cast<int64_t>(data.size()))
@@ -269,7 +264,7 @@ Result<std::unique_ptr<OpKernel>> CreateScatterND(const NodeSignature& sig) {
       }
       char* dst = out + static_cast<size_t>(offset * row) * elem;
       const char* src = upd + static_cast<size_t>(t * row) * elem;
-      switch (reduce == ScatterReduce::kNone ? DType::kUndefined : dtype) {
+      switch (reduce == ScatterReduction::kNone ? DType::kUndefined : dtype) {
         case DType::kF32: CombineRow<float>(reduce, dst, src, row); break;
         case DType::kI64: CombineRow<int64_t>(reduce, dst, src, row); break;
         case DType::kI32: CombineRow<int32_t>(reduce, dst, src, row); break;

@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 
+#include "shape_infer/scatter_reduction.h"
 #include "shape_infer/shape_rules.h"
 
 namespace itkit::shape_rules {
@@ -376,9 +377,7 @@ Status GatherRule(ShapeContext& ctx) {
 // k = indices' last dim (<= data's rank) indexes data's first k axes.
 Status ScatterNDRule(ShapeContext& ctx) {
   ITKIT_RETURN_IF_ERROR(ctx.RequireInputs(3, 3));
-  const std::string reduction = ctx.attrs().GetString("reduction", "none");
-  if (reduction != "none" && reduction != "add" && reduction != "mul" && reduction != "max" && reduction != "min")
-    return Unsupported(ctx.node().Describe(), ": reduction '", reduction, "' is not supported");
+  ITKIT_RETURN_IF_ERROR(ScatterReductionOf(ctx.node()).status());
   const Shape& data = ctx.input_shape(0);
   const Shape& idx = ctx.input_shape(1);
   if (data.empty()) return ctx.Error("data must have rank >= 1");
